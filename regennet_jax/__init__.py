@@ -1,0 +1,1 @@
+"""regennet_jax: ReGenNet (online human action-reaction synthesis) in JAX/Flax."""

@@ -1,0 +1,1 @@
+"""Body representation: rotations and SMPL-X skeleton kinematics."""

@@ -1,0 +1,153 @@
+"""Training losses: masked x0 MSE, ReGenNet's three interaction losses, and optional joint-position,
+velocity and foot-contact terms. Pure functions; motions are [B, T, 56, 6], masks [B, T].
+
+Every term is one value per sample ([B]); `total_loss` weights and sums them.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from regennet_jax import diffusion
+from regennet_jax.body import kinematics
+from regennet_jax.body import rotations
+from regennet_jax.body import skeleton
+
+NORMALIZATIONS = ('code', 'paper')
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+  """Weights of each term (the x0 MSE always has weight 1), as the original's lambda_* flags.
+
+  normalization: 'code' divides the per-frame interaction terms (orient, body, transl) by T^2 as the
+    released code does (a quirk of its masked_l2 on 3-D tensors); 'paper' divides by the number of
+    valid frames as the paper's equations write.
+  fc_threshold: GT foot speed (m/frame) under which a foot counts as in contact (NTU 0.03, Chi3D 0.01).
+  """
+  orient: float = 1.0
+  body: float = 1.0
+  transl: float = 1.0
+  rcxyz: float = 0.0
+  vel: float = 0.0
+  fc: float = 0.0
+  fc_threshold: float = 0.03
+  normalization: str = 'code'
+
+  def __post_init__(self):
+    if self.normalization not in NORMALIZATIONS:
+      raise ValueError(f'losses.normalization must be one of {NORMALIZATIONS}, '
+                       f'got {self.normalization!r}')
+
+
+def masked_l2(u, v, mask):
+  """Per-sample sum over valid frames and features of (u - v)^2, over (valid frames x features).
+
+  u, v: [B, T, ...]; mask: [B, T] (bool or 0/1). Returns [B].
+  """
+  sq = jnp.square(u - v).reshape(u.shape[0], u.shape[1], -1)
+  mask = mask.astype(sq.dtype)
+  return jnp.sum(sq * mask[..., None], axis=(1, 2)) / (jnp.sum(mask, axis=1) * sq.shape[-1])
+
+
+def _interaction_scale(frames, normalization):
+  return 1.0 / frames if normalization == 'code' else 1.0
+
+
+def relative_root_angle(actor, reactor):
+  """Angle (rad, [B, T]) of the reactor's global orientation relative to the actor's: |aa(R_a^T R_r)|."""
+  r_a = rotations.rot6d_to_matrix(actor[..., 0, :])
+  r_r = rotations.rot6d_to_matrix(reactor[..., 0, :])
+  return rotations.rotation_angle(rotations.matmul3(jnp.swapaxes(r_a, -1, -2), r_r))
+
+
+def orientation_loss(actor, x0, pred, mask, normalization='code'):
+  """L_ori: squared difference of relative root angles (actor-GT vs actor-prediction). [B]."""
+  d_gt = relative_root_angle(actor, x0)
+  d_pred = relative_root_angle(actor, pred)
+  return masked_l2(d_gt, d_pred, mask) * _interaction_scale(x0.shape[1], normalization)
+
+
+def joint_distance_loss(actor_joints, gt_joints, pred_joints, mask, normalization='code'):
+  """L_pose: squared difference of per-joint actor-reactor distances. Joints [B, T, 55, 3]. [B]."""
+  d_gt = rotations.safe_norm(actor_joints - gt_joints)
+  d_pred = rotations.safe_norm(actor_joints - pred_joints)
+  return masked_l2(d_gt, d_pred, mask) * _interaction_scale(gt_joints.shape[1], normalization)
+
+
+def translation_loss(actor, x0, pred, mask, normalization='code'):
+  """L_trans: squared difference of root-root distances (actor-GT vs actor-prediction). [B]."""
+  tr = lambda m: m[..., skeleton.TRANSLATION_ROW, :3]
+  d_gt = rotations.safe_norm(tr(actor) - tr(x0))
+  d_pred = rotations.safe_norm(tr(actor) - tr(pred))
+  return masked_l2(d_gt, d_pred, mask) * _interaction_scale(x0.shape[1], normalization)
+
+
+def velocity_loss(x0, pred, mask):
+  """MSE of frame-to-frame differences of the 55 rotation rows (translation row excluded). [B]."""
+  vel = lambda m: m[:, 1:, :skeleton.NUM_JOINTS] - m[:, :-1, :skeleton.NUM_JOINTS]
+  return masked_l2(vel(x0), vel(pred), mask[:, 1:])
+
+
+def foot_contact_loss(gt_world_joints, pred_world_joints, mask, threshold):
+  """Pushes predicted foot velocity to 0 where the GT foot is (nearly) still. Joints [B,T,55,3]. [B]."""
+  feet = list(skeleton.FOOT_JOINTS)
+  gt_vel = gt_world_joints[:, 1:, feet] - gt_world_joints[:, :-1, feet]
+  contact = (rotations.safe_norm(gt_vel) <= threshold)[..., None]
+  pred_vel = pred_world_joints[:, 1:, feet] - pred_world_joints[:, :-1, feet]
+  pred_vel = jnp.where(contact, pred_vel, 0.0)
+  return masked_l2(pred_vel, jnp.zeros_like(pred_vel), mask[:, 1:])
+
+
+def loss_terms(actor, x0, pred, mask, rest_joints, weights: LossWeights):
+  """All enabled terms, each [B]. Joints go through FK so gradients reach the rotations."""
+  norm = weights.normalization
+  terms = {'rot_mse': masked_l2(x0, pred, mask)}
+  if weights.orient:
+    terms['orient'] = orientation_loss(actor, x0, pred, mask, norm)
+  if weights.transl:
+    terms['transl'] = translation_loss(actor, x0, pred, mask, norm)
+  if weights.vel:
+    terms['vel'] = velocity_loss(x0, pred, mask)
+  if weights.body or weights.rcxyz:
+    # One FK call over [actor; GT; prediction] stacked keeps the kinematic chain to one pass.
+    joints = kinematics.motion_to_joints(jnp.stack([actor, x0, pred]), rest_joints)
+    if weights.body:
+      terms['body'] = joint_distance_loss(joints[0], joints[1], joints[2], mask, norm)
+    if weights.rcxyz:
+      terms['rcxyz'] = masked_l2(joints[1], joints[2], mask)
+  if weights.fc:
+    world = kinematics.motion_to_joints(jnp.stack([x0, pred]), rest_joints, with_translation=True)
+    terms['fc'] = foot_contact_loss(world[0], world[1], mask, weights.fc_threshold)
+  return terms
+
+
+def total_loss(terms, weights: LossWeights):
+  """[B] weighted sum of the terms (rot_mse with weight 1)."""
+  total = terms['rot_mse']
+  for name, value in terms.items():
+    if name != 'rot_mse':
+      total = total + getattr(weights, name) * value
+  return total
+
+
+def diffusion_loss(denoise_fn, schedule, batch, key, rest_joints, weights: LossWeights):
+  """The training objective: noise x0 at a uniform random step, predict x0, weight the terms.
+
+  Args:
+    denoise_fn: (x_t [B,T,56,6], timesteps [B] original scale) -> x0 prediction.
+    batch: dict with 'reactor' and 'actor' [B, T, 56, 6] and 'mask' [B, T].
+  Returns:
+    (scalar mean loss, dict of [B] terms including 'loss' and 't').
+  """
+  x0, actor, mask = batch['reactor'], batch['actor'], batch['mask']
+  t_key, noise_key = jax.random.split(key)
+  t = jax.random.randint(t_key, (x0.shape[0],), 0, schedule.num_steps)
+  x_t = diffusion.q_sample(schedule, x0, t, jax.random.normal(noise_key, x0.shape, x0.dtype))
+  pred = denoise_fn(x_t, schedule.timestep_map[t])
+  terms = loss_terms(actor, x0, pred, mask, rest_joints, weights)
+  per_sample = total_loss(terms, weights)
+  terms['loss'] = per_sample
+  terms['t'] = t
+  return jnp.mean(per_sample), terms

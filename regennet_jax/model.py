@@ -1,0 +1,205 @@
+"""The ReGenNet denoiser (CMDM) as Flax Linen modules.
+
+Motion tensors are [B, T, 56, 6] (batch, frames, 55 rot6d joints + translation row, features); inside,
+each frame is one token of width `latent_dim`. The network predicts the clean reactor x0.
+
+- 'online' (the paper's model): post-norm Transformer *decoder* whose self-attention is causal, so
+  output frame t depends only on noisy-reactor and actor frames <= t. Cross-attention reads a single
+  memory token: timestep embedding (+ action embedding when action-conditioned).
+- 'offline' (ablation): post-norm Transformer *encoder* over [memory token; frames], no mask.
+"""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MAX_LEN = 5000
+
+
+def sinusoidal_table(max_len, dim):
+  """[max_len, dim] positional table with sin/cos *interleaved* (PE[p, 2i] = sin, PE[p, 2i+1] = cos)."""
+  position = np.arange(max_len, dtype=np.float64)[:, None]
+  div_term = np.exp(np.arange(0, dim, 2, dtype=np.float64) * (-np.log(10000.0) / dim))
+  table = np.zeros((max_len, dim), np.float64)
+  table[:, 0::2] = np.sin(position * div_term)
+  table[:, 1::2] = np.cos(position * div_term)
+  return table.astype(np.float32)
+
+
+class FeedForward(nn.Module):
+  width: int
+  ff_size: int
+  dropout: float
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, h, deterministic):
+    h = nn.Dense(self.ff_size, dtype=self.dtype, name='linear1')(h)
+    h = nn.gelu(h, approximate=False)
+    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    return nn.Dense(self.width, dtype=self.dtype, name='linear2')(h)
+
+
+def _attention(num_heads, dropout, dtype, name):
+  # broadcast_dropout=False: PyTorch drops attention probabilities element-wise.
+  return nn.MultiHeadDotProductAttention(
+      num_heads=num_heads, dropout_rate=dropout, broadcast_dropout=False, dtype=dtype, name=name)
+
+
+class DecoderLayer(nn.Module):
+  """Post-norm layer: LN(h + SelfAttn), LN(h + CrossAttn(memory)), LN(h + FF)."""
+  num_heads: int
+  ff_size: int
+  dropout: float
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, h, memory, self_mask, deterministic):
+    width = h.shape[-1]
+    drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
+    a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn')(
+        h, h, mask=self_mask, deterministic=deterministic)
+    h = norm('norm1')(h + drop(a))
+    a = _attention(self.num_heads, self.dropout, self.dtype, 'cross_attn')(
+        h, memory, deterministic=deterministic)
+    h = norm('norm2')(h + drop(a))
+    f = FeedForward(width, self.ff_size, self.dropout, self.dtype, name='ff')(h, deterministic)
+    return norm('norm3')(h + drop(f))
+
+
+class EncoderLayer(nn.Module):
+  """Post-norm layer: LN(h + SelfAttn), LN(h + FF)."""
+  num_heads: int
+  ff_size: int
+  dropout: float
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, h, mask, deterministic):
+    width = h.shape[-1]
+    drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
+    a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn')(
+        h, h, mask=mask, deterministic=deterministic)
+    h = norm('norm1')(h + drop(a))
+    f = FeedForward(width, self.ff_size, self.dropout, self.dtype, name='ff')(h, deterministic)
+    return norm('norm2')(h + drop(f))
+
+
+class TimestepEmbedding(nn.Module):
+  """Sinusoidal row t of the positional table -> Dense -> SiLU -> Dense; [B] -> [B, latent_dim]."""
+  latent_dim: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, timesteps):
+    table = jnp.asarray(sinusoidal_table(MAX_LEN, self.latent_dim))
+    h = table[timesteps]
+    h = nn.Dense(self.latent_dim, dtype=self.dtype, name='dense1')(h)
+    return nn.Dense(self.latent_dim, dtype=self.dtype, name='dense2')(nn.silu(h))
+
+
+class Denoiser(nn.Module):
+  """Predicts the clean reactor motion x0 from the noisy reactor, the timestep and the actor.
+
+  Attributes:
+    arch: 'online' (causal decoder) or 'offline' (bidirectional encoder).
+    fusion: how reactor and actor tokens combine: 'concat' (Dense over [x; actor]) or 'add'.
+    cond_mode: 'no_cond' (unconstrained: actor only) or 'action' (plus an action label).
+    cond_mask_prob: in training, probability of dropping a sample's action label (for CFG).
+  """
+  arch: str = 'online'
+  num_layers: int = 8
+  latent_dim: int = 512
+  ff_size: int = 1024
+  num_heads: int = 4
+  dropout: float = 0.1
+  fusion: str = 'concat'
+  cond_mode: str = 'no_cond'
+  num_actions: int = 1
+  cond_mask_prob: float = 0.0
+  use_pos_emb: bool = True
+  njoints: int = 56
+  nfeats: int = 6
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    if self.arch not in ('online', 'offline'):
+      raise ValueError(f"model.arch must be 'online' or 'offline', got {self.arch!r}")
+    if self.fusion not in ('concat', 'add'):
+      raise ValueError(f"model.fusion must be 'concat' or 'add', got {self.fusion!r}")
+    if self.cond_mode not in ('no_cond', 'action'):
+      raise ValueError(f"model.cond_mode must be 'no_cond' or 'action', got {self.cond_mode!r}")
+
+  @nn.compact
+  def __call__(self, x_t, timesteps, actor, action=None, *, uncond=None, mask=None, train=False):
+    """Args:
+      x_t: [B, T, 56, 6] noisy reactor.
+      timesteps: [B] int, original-scale diffusion step (0..999).
+      actor: [B, T, 56, 6] actor motion.
+      action: [B] int labels (used when cond_mode == 'action').
+      uncond: optional [B] bool; True replaces that sample's action embedding by the null (zero)
+        condition. CFG runs the conditional and unconditional halves in one call this way.
+      mask: optional [B, T] bool of valid frames; only 'offline' needs it (online attention is
+        causal, so trailing padding never reaches valid frames).
+      train: enables dropout and random condition dropping (needs the 'dropout' rng).
+    Returns:
+      [B, T, 56, 6] predicted x0.
+    """
+    batch, frames = x_t.shape[:2]
+    deterministic = not train
+    emb = TimestepEmbedding(self.latent_dim, self.dtype, name='time_embed')(timesteps)
+    if self.cond_mode == 'action':
+      if action is None:
+        raise ValueError("cond_mode='action' needs `action` labels")
+      table = self.param('action_embedding', nn.initializers.normal(1.0),
+                         (self.num_actions, self.latent_dim))
+      keep = jnp.ones((batch,), bool)
+      if uncond is not None:
+        keep = keep & ~jnp.broadcast_to(uncond, (batch,))
+      if train and self.cond_mask_prob > 0:
+        drop = jax.random.bernoulli(self.make_rng('dropout'), self.cond_mask_prob, (batch,))
+        keep = keep & ~drop
+      emb = emb + table[action] * keep[:, None].astype(emb.dtype)
+    memory = emb[:, None, :]  # [B, 1, D]
+
+    flat = lambda m: m.reshape(batch, frames, self.njoints * self.nfeats)
+    x_feat = nn.Dense(self.latent_dim, dtype=self.dtype, name='input_process')(flat(x_t))
+    a_feat = nn.Dense(self.latent_dim, dtype=self.dtype, name='actor_process')(flat(actor))
+    if self.fusion == 'concat':
+      h = nn.Dense(self.latent_dim, dtype=self.dtype, name='fuse')(
+          jnp.concatenate([x_feat, a_feat], axis=-1))
+    else:
+      h = x_feat + a_feat
+
+    if self.arch == 'offline':
+      h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [B, T+1, D]
+    if self.use_pos_emb:
+      h = h + jnp.asarray(sinusoidal_table(MAX_LEN, self.latent_dim))[:h.shape[1]]
+    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+
+    if self.arch == 'online':
+      causal = nn.make_causal_mask(jnp.ones((batch, frames), bool))
+      for i in range(self.num_layers):
+        h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
+                         name=f'layer_{i}')(h, memory, causal, deterministic)
+    else:
+      key_mask = None
+      if mask is not None:
+        valid = jnp.concatenate([jnp.ones((batch, 1), bool), mask.astype(bool)], axis=1)
+        key_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
+      for i in range(self.num_layers):
+        h = EncoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
+                         name=f'layer_{i}')(h, key_mask, deterministic)
+      h = h[:, 1:]
+
+    out = nn.Dense(self.njoints * self.nfeats, dtype=self.dtype, name='output_process')(h)
+    return out.reshape(batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
+
+
+def count_params(params):
+  return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))

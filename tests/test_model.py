@@ -1,0 +1,145 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from regennet_jax.model import Denoiser, count_params, sinusoidal_table
+
+B, T = 2, 12
+TINY = dict(num_layers=2, latent_dim=32, ff_size=64, num_heads=4)
+
+
+def _inputs(seed=0):
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.normal(size=(B, T, 56, 6)).astype(np.float32))
+  actor = jnp.asarray(rng.normal(size=(B, T, 56, 6)).astype(np.float32))
+  t = jnp.array([3, 700])
+  return x, t, actor
+
+
+def _init(model, x, t, actor, action=None):
+  return model.init(jax.random.PRNGKey(0), x, t, actor, action)
+
+
+def test_paper_config_parameter_count():
+  # REGENNET_SPEC.md section 2.1: 26.80 M for online/unconstrained, + 26x512 with NTU action labels.
+  x = jnp.zeros((1, 60, 56, 6))
+  t = jnp.zeros((1,), jnp.int32)
+  shapes = jax.eval_shape(Denoiser().init, jax.random.PRNGKey(0), x, t, x)
+  assert count_params(shapes['params']) == 26_803_024
+  shapes = jax.eval_shape(Denoiser(cond_mode='action', num_actions=26).init,
+                          jax.random.PRNGKey(0), x, t, x, jnp.zeros((1,), jnp.int32))
+  assert count_params(shapes['params']) == 26_803_024 + 26 * 512
+
+
+def test_sinusoidal_table_interleaves_sin_cos():
+  table = sinusoidal_table(10, 8)
+  pos, i = 7, 2
+  freq = 10000 ** (-2 * i / 8)
+  np.testing.assert_allclose(table[pos, 2 * i], np.sin(pos * freq), atol=1e-6)
+  np.testing.assert_allclose(table[pos, 2 * i + 1], np.cos(pos * freq), atol=1e-6)
+
+
+@pytest.mark.parametrize('fusion', ['concat', 'add'])
+@pytest.mark.parametrize('cut', [0, 5, T - 2])
+def test_online_output_ignores_future_frames_exactly(fusion, cut):
+  model = Denoiser(arch='online', fusion=fusion, **TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor)
+  out = model.apply(params, x, t, actor)
+  future = np.arange(T) > cut
+  rng = np.random.default_rng(1)
+  x2 = jnp.where(future[None, :, None, None], rng.normal(size=x.shape).astype(np.float32), x)
+  a2 = jnp.where(future[None, :, None, None], rng.normal(size=x.shape).astype(np.float32), actor)
+  out2 = model.apply(params, x2, t, a2)
+  np.testing.assert_array_equal(np.asarray(out2)[:, :cut + 1], np.asarray(out)[:, :cut + 1])
+  assert not np.allclose(np.asarray(out2)[:, cut + 1:], np.asarray(out)[:, cut + 1:])
+
+
+def test_offline_output_sees_future_frames():
+  model = Denoiser(arch='offline', **TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor)
+  out = model.apply(params, x, t, actor)
+  a2 = actor.at[:, -1].add(1.0)
+  out2 = model.apply(params, x, t, a2)
+  assert not np.allclose(np.asarray(out2)[:, 0], np.asarray(out)[:, 0])
+
+
+def test_offline_mask_hides_padding():
+  model = Denoiser(arch='offline', **TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor)
+  mask = jnp.arange(T)[None] < jnp.array([[8], [10]])
+  out = model.apply(params, x, t, actor, mask=mask)
+  out2 = model.apply(params, x, t, actor.at[:, 10:].add(3.0), mask=mask)
+  np.testing.assert_allclose(np.asarray(out2)[:, :8], np.asarray(out)[:, :8], atol=1e-5)
+
+
+def test_output_depends_on_timestep_and_actor():
+  model = Denoiser(**TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor)
+  out = np.asarray(model.apply(params, x, t, actor))
+  assert out.shape == (B, T, 56, 6)
+  assert not np.allclose(out, np.asarray(model.apply(params, x, t + 50, actor)))
+  assert not np.allclose(out, np.asarray(model.apply(params, x, t, actor * 0.5)))
+
+
+def test_unconstrained_model_has_no_action_embedding():
+  model = Denoiser(cond_mode='no_cond', **TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor)
+  assert 'action_embedding' not in params['params']
+  np.testing.assert_array_equal(model.apply(params, x, t, actor, jnp.array([0, 1])),
+                                model.apply(params, x, t, actor))
+
+
+def test_action_conditioning_and_null_condition():
+  model = Denoiser(cond_mode='action', num_actions=4, cond_mask_prob=0.0, **TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor, jnp.array([0, 1]))
+  a0 = model.apply(params, x, t, actor, jnp.array([0, 0]))
+  a1 = model.apply(params, x, t, actor, jnp.array([1, 1]))
+  assert not np.allclose(a0, a1)
+  u0 = model.apply(params, x, t, actor, jnp.array([0, 0]), uncond=jnp.array([True, True]))
+  u1 = model.apply(params, x, t, actor, jnp.array([1, 1]), uncond=jnp.array([True, True]))
+  np.testing.assert_array_equal(u0, u1)
+  # Per-sample null condition: only sample 1 loses its label.
+  mixed = model.apply(params, x, t, actor, jnp.array([0, 0]), uncond=jnp.array([False, True]))
+  np.testing.assert_array_equal(mixed[0], a0[0])
+  np.testing.assert_array_equal(mixed[1], u0[1])
+  with pytest.raises(ValueError, match='action'):
+    model.apply(params, x, t, actor)
+
+
+def test_condition_dropout_in_training():
+  x, t, actor = _inputs()
+  labels = jnp.array([2, 3])
+  always = Denoiser(cond_mode='action', num_actions=4, cond_mask_prob=1.0, dropout=0.0, **TINY)
+  params = _init(always, x, t, actor, labels)
+  rngs = {'dropout': jax.random.PRNGKey(3)}
+  dropped = always.apply(params, x, t, actor, labels, train=True, rngs=rngs)
+  null = always.apply(params, x, t, actor, labels, uncond=jnp.array([True, True]))
+  np.testing.assert_allclose(dropped, null, atol=1e-6)
+  never = Denoiser(cond_mode='action', num_actions=4, cond_mask_prob=0.0, dropout=0.0, **TINY)
+  kept = never.apply(params, x, t, actor, labels, train=True, rngs=rngs)
+  np.testing.assert_allclose(kept, never.apply(params, x, t, actor, labels), atol=1e-6)
+  assert not np.allclose(kept, null)
+
+
+def test_dropout_only_in_training():
+  model = Denoiser(**TINY)
+  x, t, actor = _inputs()
+  params = _init(model, x, t, actor)
+  eval1 = model.apply(params, x, t, actor)
+  np.testing.assert_array_equal(eval1, model.apply(params, x, t, actor))
+  train = model.apply(params, x, t, actor, train=True, rngs={'dropout': jax.random.PRNGKey(1)})
+  assert not np.allclose(train, eval1)
+
+
+def test_bad_config_is_rejected():
+  x, t, actor = _inputs()
+  for bad in (dict(arch='gru'), dict(fusion='concat2'), dict(cond_mode='text')):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+      _init(Denoiser(**TINY, **bad), x, t, actor)
