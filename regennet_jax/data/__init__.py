@@ -1,0 +1,1 @@
+"""Datasets: the embedded synthetic interactions, real-dataset readers, and the input pipeline."""

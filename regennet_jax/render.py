@@ -1,0 +1,92 @@
+"""Skeleton rendering: actor and reactor animated side by side to GIF/MP4, and contact sheets (PNG).
+
+Input motions are [T, 56, 6] rot6d + translation (or joints [T, 55, 3] already); joints come from the
+same forward kinematics as training.
+"""
+
+import matplotlib
+
+matplotlib.use('Agg')  # headless: renders to files only
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import animation  # noqa: E402
+import numpy as np  # noqa: E402
+
+from regennet_jax.body import kinematics  # noqa: E402
+from regennet_jax.body import skeleton  # noqa: E402
+
+# Bones of the body and the first knuckle of each finger; full finger chains are too small to see.
+_DRAWN = [(j, p) for j, p in skeleton.BONES if j < 22 or (j >= 25 and (j - 25) % 3 == 0)]
+COLORS = {'actor': '#1f77b4', 'reactor': '#d62728', 'real reactor': '#999999'}
+
+
+def world_joints(motion, rest_joints=None):
+  """[T, 56, 6] -> [T, 55, 3] world joints (numpy)."""
+  rest = skeleton.builtin_rest_joints() if rest_joints is None else rest_joints
+  return np.asarray(kinematics.motion_to_joints(np.asarray(motion), rest, with_translation=True))
+
+
+def _limits(people):
+  pts = np.concatenate([p.reshape(-1, 3) for p in people])
+  center = (pts.max(0) + pts.min(0)) / 2
+  half = max((pts.max(0) - pts.min(0)).max() / 2, 1.0)
+  return center, half
+
+
+def _draw(ax, joints, color, label=None):
+  for k, (j, p) in enumerate(_DRAWN):
+    # SMPL-X is y-up; matplotlib 3D is z-up: plot (x, z, y).
+    ax.plot([joints[j, 0], joints[p, 0]], [joints[j, 2], joints[p, 2]], [joints[j, 1], joints[p, 1]],
+            color=color, lw=2, label=label if k == 0 else None)
+
+
+def _setup(ax, center, half, title):
+  ax.cla()
+  ax.set_xlim(center[0] - half, center[0] + half)
+  ax.set_ylim(center[2] - half, center[2] + half)
+  ax.set_zlim(0, 2 * half)
+  ax.set_box_aspect((1, 1, 1))
+  ax.view_init(elev=15, azim=-60)
+  ax.set_xticks([])
+  ax.set_yticks([])
+  ax.set_zticks([])
+  ax.set_title(title, fontsize=9)
+
+
+def animate(people, path, title='', fps=30):
+  """Writes an animation of several skeletons (dict name -> [T, 55, 3] joints) to .gif or .mp4."""
+  names = list(people)
+  center, half = _limits(people.values())
+  frames = min(len(p) for p in people.values())
+  fig = plt.figure(figsize=(4, 4), dpi=80)
+  ax = fig.add_subplot(projection='3d')
+
+  def update(f):
+    _setup(ax, center, half, f'{title}  frame {f + 1}/{frames}')
+    for name in names:
+      _draw(ax, people[name][f], COLORS.get(name, None), name)
+    ax.legend(loc='upper right', fontsize=7)
+    return []
+
+  anim = animation.FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
+  path = str(path)
+  writer = animation.PillowWriter(fps=fps) if path.endswith('.gif') else animation.FFMpegWriter(fps=fps)
+  anim.save(path, writer=writer)
+  plt.close(fig)
+  return path
+
+
+def contact_sheet(rows, path, num_frames=6):
+  """A PNG grid: one row per (title, {name: [T, 55, 3]}), `num_frames` evenly spaced frames each."""
+  fig = plt.figure(figsize=(2.2 * num_frames, 2.2 * len(rows)), dpi=70)
+  for r, (title, people) in enumerate(rows):
+    center, half = _limits(people.values())
+    frames = min(len(p) for p in people.values())
+    for c, f in enumerate(np.linspace(0, frames - 1, num_frames).astype(int)):
+      ax = fig.add_subplot(len(rows), num_frames, r * num_frames + c + 1, projection='3d')
+      _setup(ax, center, half, f'{title} f{f}' if c == 0 else f'f{f}')
+      for name, joints in people.items():
+        _draw(ax, joints[f], COLORS.get(name, None))
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path

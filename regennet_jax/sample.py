@@ -1,0 +1,87 @@
+"""Batched reaction sampling: DDPM or DDIM (respaced) with optional classifier-free guidance, the
+whole chain in one jitted `lax.scan`, batches split over the devices of a Mesh.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from regennet_jax import diffusion
+from regennet_jax.body import rotations
+from regennet_jax.body import skeleton
+
+
+def uses_guidance(model, guidance_scale):
+  """CFG needs an action-conditioned model trained with condition dropout (as the original asserts)."""
+  return model.cond_mode == 'action' and model.cond_mask_prob > 0 and guidance_scale != 1.0
+
+
+def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0):
+  """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted)."""
+  guided = uses_guidance(model, guidance_scale)
+
+  def sample(params, actor, label, key):
+    if guided:
+      def model_fn(x_t, t, uncond):
+        return model.apply({'params': params}, x_t, t, jnp.concatenate([actor, actor]),
+                           jnp.concatenate([label, label]), uncond=uncond)
+      denoise_fn = diffusion.classifier_free_guidance(model_fn, guidance_scale)
+    else:
+      denoise_fn = lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label)
+    return diffusion.sample_loop(denoise_fn, schedule, actor.shape, key, method=method, eta=eta)
+
+  return sample
+
+
+def generate(sampler, params, actors, labels, key, mesh, batch_size):
+  """Samples reactions for all `actors` [N, T, 56, 6] in device-sharded batches. Returns numpy.
+
+  Batch b uses fold_in(key, b), so results do not depend on how many batches precede it... but do
+  depend on batch_size (noise is drawn per batch).
+  """
+  data = mesh.shape['data']
+  batch_size = max(data, batch_size - batch_size % data)
+  sharding = NamedSharding(mesh, P('data'))
+  replicated = NamedSharding(mesh, P())
+  params = jax.device_put(params, replicated)
+  fn = jax.jit(sampler, in_shardings=(replicated, sharding, sharding, replicated),
+               out_shardings=sharding)
+  out = []
+  for b, start in enumerate(range(0, len(actors), batch_size)):
+    actor = actors[start:start + batch_size]
+    label = labels[start:start + batch_size]
+    n = len(actor)
+    if n < batch_size:  # pad the last batch to the compiled shape
+      actor = np.concatenate([actor, np.repeat(actor[-1:], batch_size - n, 0)])
+      label = np.concatenate([label, np.repeat(label[-1:], batch_size - n, 0)])
+    res = fn(params, jax.device_put(actor, sharding), jax.device_put(label, sharding),
+             jax.random.fold_in(key, b))
+    out.append(np.asarray(res)[:n])
+  return np.concatenate(out)
+
+
+def to_axis_angle(motion):
+  """[..., T, 56, 6] model motion -> ([..., T, 55, 3] axis-angle, [..., T, 3] translation), for
+  animating SMPL-X meshes in other tools."""
+  aa = np.asarray(rotations.rot6d_to_axis_angle(jnp.asarray(motion[..., :skeleton.NUM_JOINTS, :])))
+  return aa, np.asarray(motion[..., skeleton.TRANSLATION_ROW, :3])
+
+
+def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names=None):
+  """Writes generated reactions with everything needed to inspect or animate them."""
+  actor_aa, actor_tr = to_axis_angle(actor)
+  reactor_aa, reactor_tr = to_axis_angle(reactor)
+  extra = {}
+  if real_reactor is not None:
+    extra['real_reactor'] = real_reactor
+  np.savez_compressed(
+      path, actor=actor, reactor=reactor, label=labels,
+      action=np.array([class_names[i] for i in labels]),
+      name=np.array(names if names is not None else [''] * len(labels)),
+      actor_axis_angle=actor_aa, actor_translation=actor_tr,
+      reactor_axis_angle=reactor_aa, reactor_translation=reactor_tr,
+      joint_names=np.array(skeleton.JOINT_NAMES), **extra)
+  return path

@@ -1,0 +1,350 @@
+"""Training: train state, the jitted sharded step, the loop, checkpoints and logging.
+
+One `jax.jit` step over a Mesh with axes ('data', 'model'): the batch is split over 'data'; parameters
+are replicated, or for model_parallel > 1 wide kernels are split over 'model'. Checkpoints (Orbax)
+hold the train state and the input iterator position, so a resumed run reproduces the run that was
+never interrupted. SIGTERM / Ctrl-C save a checkpoint before exiting.
+"""
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from regennet_jax import diffusion
+from regennet_jax import losses
+from regennet_jax.body import skeleton
+from regennet_jax.data import pipeline
+from regennet_jax.data import sources
+from regennet_jax.model import Denoiser
+
+
+class TrainingError(RuntimeError):
+  """Training cannot continue (diverged, or a checkpoint does not fit this run)."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  ema_params: Any  # {} when EMA is off
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+def build_model(config, num_actions):
+  m = config.model
+  return Denoiser(arch=m.arch, num_layers=m.num_layers, latent_dim=m.latent_dim, ff_size=m.ff_size,
+                  num_heads=m.num_heads, dropout=m.dropout, fusion=m.fusion, cond_mode=m.cond_mode,
+                  num_actions=max(1, num_actions), cond_mask_prob=m.cond_mask_prob,
+                  dtype=jnp.dtype(m.dtype))
+
+
+def build_schedule(config, respacing=''):
+  return diffusion.make_schedule(config.diffusion.noise_schedule, config.diffusion.num_timesteps,
+                                 respacing)
+
+
+def build_loss_weights(config):
+  return losses.LossWeights(**config.losses.to_dict())
+
+
+def build_rest_joints(config):
+  betas = config.body.betas if len(config.body.betas) else None
+  return skeleton.rest_joints_from_config(config.body.smplx_model_path, betas)
+
+
+def build_optimizer(config):
+  t = config.train
+  tx = optax.adamw(t.learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=t.weight_decay)
+  if t.grad_clip:
+    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), tx)
+  return tx
+
+
+def make_mesh(model_parallel=1, devices=None):
+  devices = np.array(jax.devices() if devices is None else devices)
+  if devices.size % model_parallel:
+    raise ValueError(f'train.model_parallel={model_parallel} does not divide {devices.size} devices')
+  return Mesh(devices.reshape(-1, model_parallel), ('data', 'model'))
+
+
+def param_sharding(mesh, params):
+  """Replicated, except 2-D+ kernels whose last dim splits evenly over a 'model' axis > 1."""
+  size = mesh.shape['model']
+
+  def spec(x):
+    if size > 1 and x.ndim >= 2 and x.shape[-1] % size == 0:
+      return NamedSharding(mesh, P(*([None] * (x.ndim - 1)), 'model'))
+    return NamedSharding(mesh, P())
+  return jax.tree_util.tree_map(spec, params)
+
+
+def example_batch(config, batch_size):
+  n = config.data.num_frames
+  motion = np.zeros((batch_size, n, 56, 6), np.float32)
+  return {'actor': motion, 'reactor': motion, 'mask': np.ones((batch_size, n), bool),
+          'label': np.zeros((batch_size,), np.int32)}
+
+
+def init_state(config, model, tx, mesh, key):
+  """A freshly initialised TrainState, laid out on `mesh`."""
+  batch = example_batch(config, 1)
+
+  def init(key):
+    params = model.init(key, batch['reactor'], jnp.zeros((1,), jnp.int32), batch['actor'],
+                        batch['label'])['params']
+    ema = params if config.train.ema_decay else {}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      ema_params=ema)
+
+  abstract = jax.eval_shape(init, key)
+  shardings = state_sharding(mesh, abstract)
+  return jax.jit(init, out_shardings=shardings)(key), shardings
+
+
+def state_sharding(mesh, abstract_state):
+  """Optimizer moments and EMA follow their parameter's layout; scalars are replicated."""
+  by_shape = {}
+  for leaf, sh in zip(jax.tree_util.tree_leaves(abstract_state.params),
+                      jax.tree_util.tree_leaves(param_sharding(mesh, abstract_state.params))):
+    by_shape.setdefault((leaf.shape, leaf.dtype), sh)
+  return jax.tree_util.tree_map(
+      lambda x: by_shape.get((x.shape, x.dtype), NamedSharding(mesh, P())), abstract_state)
+
+
+def make_train_step(config, model, tx, schedule, rest_joints, weights):
+  """(state, batch, key) -> (state, metrics). Non-finite losses leave the state unchanged."""
+  ema_decay = config.train.ema_decay
+
+  def train_step(state, batch, key):
+    key = jax.random.fold_in(key, state.step)
+    loss_key, dropout_key = jax.random.split(key)
+
+    def loss_fn(params):
+      fn = lambda x_t, t: model.apply({'params': params}, x_t, t, batch['actor'], batch['label'],
+                                      train=True, rngs={'dropout': dropout_key})
+      return losses.diffusion_loss(fn, schedule, batch, loss_key, rest_joints, weights)
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema_params
+    if ema_decay:
+      ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
+    finite = jnp.isfinite(loss)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+                           opt_state=keep(opt_state, state.opt_state), ema_params=keep(ema, state.ema_params))
+    metrics = {name: jnp.mean(v) for name, v in terms.items() if name != 't'}
+    metrics['grad_norm'] = optax.global_norm(grads)
+    metrics['param_norm'] = optax.global_norm(state.params)
+    return new_state, metrics
+
+  return train_step
+
+
+def shard_batch(batch, mesh):
+  """Host-local numpy batch -> global jax.Array split over the 'data' axis."""
+  sharding = NamedSharding(mesh, P('data'))
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def checkpoint_manager(workdir, config):
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints, create=True,
+                                         enable_async_checkpointing=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options)
+
+
+def save_checkpoint(manager, state, data_state):
+  manager.save(int(state.step), args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+
+
+def restore_checkpoint(manager, step, abstract_state, shardings):
+  """Restores (state, data iterator state); a clear TrainingError if it does not fit."""
+  target = jax.tree_util.tree_map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings)
+  path = os.path.join(manager.directory, str(step))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+  except Exception as e:  # orbax raises many types for truncated/mismatched trees
+    raise TrainingError(
+        f'checkpoint {path} cannot be restored into this run ({type(e).__name__}: {e}). It is '
+        'corrupt or was written with a different model/optimizer config; use a new --workdir or '
+        'the config it was trained with.') from e
+  return restored.state, restored.data
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class _StopFlag:
+  """Turns SIGTERM and the first Ctrl-C into a request to checkpoint and stop."""
+
+  def __init__(self):
+    self.requested = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not in the main thread
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    if self.requested is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # second Ctrl-C: stop right now
+    self.requested = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    return False
+
+
+def _write_config(workdir, config):
+  """Writes config.json; on resume refuses a config whose model/diffusion differ."""
+  path = os.path.join(workdir, 'config.json')
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    for section in ('model', 'diffusion', 'data'):
+      keys = ('num_frames',) if section == 'data' else current[section].keys()
+      for key in keys:
+        if previous.get(section, {}).get(key) != current[section][key]:
+          raise TrainingError(
+              f'{workdir} holds a run with {section}.{key}={previous.get(section, {}).get(key)!r}, '
+              f'but this config has {current[section][key]!r}. Use a new --workdir to start over.')
+  with open(path + '.tmp', 'w') as f:
+    json.dump(current, f, indent=2)
+  os.replace(path + '.tmp', path)
+
+
+class MetricsLog:
+  """Scalars to metrics.jsonl and (process 0) TensorBoard event files."""
+
+  def __init__(self, workdir, enabled=True):
+    self.enabled = enabled
+    self.tb = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self.file = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+  def write(self, step, scalars):
+    if not self.enabled:
+      return
+    for k, v in scalars.items():
+      self.tb.add_scalar(f'train/{k}', v, step)
+    self.file.write(json.dumps({'step': step, **scalars}) + '\n')
+    self.file.flush()
+
+  def close(self):
+    if self.enabled:
+      self.tb.close()
+      self.file.close()
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progress=True):
+  """Trains (or resumes) in `workdir`; returns the final TrainState and a summary dict."""
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  if is_main:
+    _write_config(workdir, config)
+  train_src, _, class_names = sources.load_splits(config.data)
+  mesh = make_mesh(config.train.model_parallel, devices)
+  data_size = mesh.shape['data']
+  num_hosts = jax.process_count()
+  if config.train.batch_size % (data_size) or config.train.batch_size % num_hosts:
+    raise ValueError(f'train.batch_size={config.train.batch_size} must divide evenly over '
+                     f'{data_size} data-parallel devices and {num_hosts} hosts.')
+  windowing = pipeline.Windowing(config.data.num_frames, config.data.crop, config.data.swap_prob)
+  dataset = pipeline.make_dataset(
+      train_src, config.train.batch_size // num_hosts, windowing, seed=config.seed,
+      shard_index=jax.process_index(), shard_count=num_hosts,
+      num_threads=config.data.num_threads, prefetch=config.data.prefetch)
+  data_iter = iter(dataset)
+
+  model = build_model(config, len(class_names))
+  tx = build_optimizer(config)
+  schedule = build_schedule(config)
+  rest = build_rest_joints(config)
+  weights = build_loss_weights(config)
+  root_key = jax.random.PRNGKey(config.seed)
+  init_key, step_key = jax.random.split(root_key)
+  state, shardings = init_state(config, model, tx, mesh, init_key)
+
+  manager = checkpoint_manager(workdir, config)
+  start = manager.latest_step()
+  if start is not None:
+    state, data_state = restore_checkpoint(manager, start, state, shardings)
+    data_iter.set_state(data_state)
+    if is_main:
+      print(f'Resumed from {manager.directory}/{start}')
+
+  batch_sharding = NamedSharding(mesh, P('data'))
+  step_fn = jax.jit(make_train_step(config, model, tx, schedule, rest, weights),
+                    in_shardings=(shardings, batch_sharding, NamedSharding(mesh, P())),
+                    out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=(0,))
+  log = MetricsLog(workdir, enabled=is_main)
+  num_steps = config.train.num_steps
+  step = int(state.step)
+  summary = {'start_step': step, 'stopped_by': None}
+  window, t0 = [], time.time()
+  bar = tqdm(total=num_steps, initial=step, disable=not (progress and is_main), unit='step',
+             dynamic_ncols=True, desc='train')
+  try:
+    with _StopFlag() as stop:
+      while step < num_steps:
+        batch = shard_batch(next(data_iter), mesh)
+        state, metrics = step_fn(state, batch, step_key)
+        metrics = jax.device_get(metrics)
+        if not np.isfinite(metrics['loss']):
+          raise TrainingError(
+              f'loss became {metrics["loss"]} at step {step + 1} (terms: '
+              + ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items()) + '). The state of step '
+              f'{step} and the last checkpoint ({manager.latest_step()}) are kept; lower '
+              'train.learning_rate or set train.grad_clip.')
+        step += 1
+        window.append({k: float(v) for k, v in metrics.items()})
+        bar.update(1)
+        bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
+        if step % config.train.log_every == 0 or step == num_steps:
+          scalars = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+          scalars['steps_per_sec'] = len(window) / (time.time() - t0)
+          log.write(step, scalars)
+          summary['last_metrics'] = scalars
+          window, t0 = [], time.time()
+        if step % config.train.checkpoint_every == 0 or step == num_steps or stop.requested:
+          save_checkpoint(manager, state, data_iter.get_state())
+        if stop.requested:
+          summary['stopped_by'] = stop.requested
+          if is_main:
+            tqdm.write(f'{stop.requested}: saved checkpoint at step {step}; rerun the same command '
+                       'to resume.')
+          break
+  finally:
+    bar.close()
+    manager.wait_until_finished()
+    manager.close()
+    log.close()
+  summary['final_step'] = step
+  return state, summary

@@ -1,0 +1,54 @@
+"""regennet_jax entry point.
+
+  python run.py                                    # train on the embedded synthetic data (CPU minutes)
+  python run.py --config=configs/chi3d.py          # the paper's Chi3D-AS settings
+  python run.py --config.train.num_steps=100       # override any config field
+  python run.py --mode=sample --workdir=runs/x     # sample reactions from a trained run
+
+Everything a run produces lives in --workdir (default runs/<config name>): config.json,
+checkpoints/, metrics.jsonl, tensorboard/, samples/, report.md.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'synthetic.py'),
+    'Config file (ml_collections); fields can be overridden as --config.a.b=value.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config name>).')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample'],
+                          'train: train (resuming if the workdir has checkpoints), then sample and '
+                          'report. sample: sample from the latest checkpoint.')
+
+
+def _workdir():
+  if _WORKDIR.value:
+    return _WORKDIR.value
+  name = os.path.splitext(os.path.basename(flags.FLAGS['config'].config_filename))[0]
+  return os.path.join('runs', name)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  # Imported here so that --help is instant.
+  from regennet_jax import workflow
+  config, workdir = _CONFIG.value, _workdir()
+  try:
+    if _MODE.value == 'train':
+      result = workflow.train_and_report(config, workdir)
+    else:
+      result = workflow.sample_from_checkpoint(config, workdir)
+  except workflow.USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == '__main__':
+  app.run(main)
