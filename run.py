@@ -15,6 +15,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,6 +37,7 @@ def _workdir():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # keep library INFO chatter (orbax, jax) off the console
   # Imported here so that --help is instant.
   from regennet_jax import workflow
   config, workdir = _CONFIG.value, _workdir()

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use('Agg')  # headless: renders to files only
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation  # noqa: E402
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from regennet_jax.body import kinematics  # noqa: E402
@@ -19,16 +20,19 @@ _DRAWN = [(j, p) for j, p in skeleton.BONES if j < 22 or (j >= 25 and (j - 25) %
 COLORS = {'actor': '#1f77b4', 'reactor': '#d62728', 'real reactor': '#999999'}
 
 
+_world_fk = jax.jit(lambda motion, rest: kinematics.motion_to_joints(motion, rest, with_translation=True))
+
+
 def world_joints(motion, rest_joints=None):
-  """[T, 56, 6] -> [T, 55, 3] world joints (numpy)."""
+  """[..., T, 56, 6] -> [..., T, 55, 3] world joints (numpy)."""
   rest = skeleton.builtin_rest_joints() if rest_joints is None else rest_joints
-  return np.asarray(kinematics.motion_to_joints(np.asarray(motion), rest, with_translation=True))
+  return np.asarray(_world_fk(np.asarray(motion, np.float32), np.asarray(rest, np.float32)))
 
 
 def _limits(people):
   pts = np.concatenate([p.reshape(-1, 3) for p in people])
   center = (pts.max(0) + pts.min(0)) / 2
-  half = max((pts.max(0) - pts.min(0)).max() / 2, 1.0)
+  half = max((pts.max(0) - pts.min(0)).max() / 2, 1.0) * 1.05
   return center, half
 
 
@@ -43,7 +47,7 @@ def _setup(ax, center, half, title):
   ax.cla()
   ax.set_xlim(center[0] - half, center[0] + half)
   ax.set_ylim(center[2] - half, center[2] + half)
-  ax.set_zlim(0, 2 * half)
+  ax.set_zlim(center[1] - half, center[1] + half)
   ax.set_box_aspect((1, 1, 1))
   ax.view_init(elev=15, azim=-60)
   ax.set_xticks([])

@@ -149,8 +149,8 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights):
     new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                            opt_state=keep(opt_state, state.opt_state), ema_params=keep(ema, state.ema_params))
     metrics = {name: jnp.mean(v) for name, v in terms.items() if name != 't'}
-    metrics['grad_norm'] = optax.global_norm(grads)
-    metrics['param_norm'] = optax.global_norm(state.params)
+    metrics['grad_norm'] = optax.tree.norm(grads)
+    metrics['param_norm'] = optax.tree.norm(state.params)
     return new_state, metrics
 
   return train_step

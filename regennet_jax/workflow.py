@@ -52,8 +52,8 @@ def _interaction_stats(config, batch, generated):
   rest = train_lib.build_rest_joints(config)
 
   def stats(reactor):
-    a = np.stack([render.world_joints(m, rest) for m in batch['actor']])
-    r = np.stack([render.world_joints(m, rest) for m in reactor])
+    a = render.world_joints(batch['actor'], rest)
+    r = render.world_joints(reactor, rest)
     mask = batch['mask']
     root_dist = np.linalg.norm(a[:, :, 0] - r[:, :, 0], axis=-1)
     speed = np.linalg.norm(np.diff(r, axis=1), axis=-1).mean(-1) * config.data.fps

@@ -130,7 +130,7 @@ def generate_pair(action, rng, frames):
   _idle(a, t, rng)
   _idle(r, t, rng)
   speed = rng.uniform(0.75, 1.3)
-  start = rng.uniform(0.2, 0.5 * frames / FPS - 0.6)
+  start = rng.uniform(0.2, max(0.25, 0.5 * frames / FPS - 0.6))
   delay = rng.uniform(0.15, 0.4)  # reaction time: the reactor never moves before actor + delay
   react = start + delay
   dur = lambda s: s / speed

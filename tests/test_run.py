@@ -1,0 +1,86 @@
+"""run.py as a user runs it: a subprocess, flags on the command line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tests.tiny import ROOT, cli_overrides
+
+RUN = [sys.executable, os.path.join(ROOT, 'run.py')]
+ENV = dict(os.environ, JAX_PLATFORMS='cpu')
+
+
+def _run(args, timeout=600):
+  return subprocess.run(RUN + args, capture_output=True, text=True, timeout=timeout, env=ENV,
+                        cwd=ROOT)
+
+
+def _last_json(stdout):
+  return json.loads(stdout[stdout.rindex('\n{') + 1:] if '\n{' in stdout else stdout)
+
+
+def test_train_then_sample(tmp_path):
+  workdir = str(tmp_path / 'run')
+  proc = _run([f'--workdir={workdir}'] + cli_overrides())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = _last_json(proc.stdout)
+  assert result['steps'] == 6 and result['stopped_by'] is None
+  for name in ('report.md', 'report.json', 'config.json', 'metrics.jsonl',
+               'samples/test_reactions.npz'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  gifs = [f for f in os.listdir(os.path.join(workdir, 'samples')) if f.endswith('.gif')]
+  assert len(gifs) == 1
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert 'generated' in report and gifs[0] in report
+
+  data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
+  assert data['reactor'].shape == data['actor'].shape == data['real_reactor'].shape
+  assert data['reactor'].shape[1:] == (12, 56, 6) and np.all(np.isfinite(data['reactor']))
+  assert data['reactor_axis_angle'].shape[-2:] == (55, 3)
+  assert len(data['action']) == len(data['reactor'])
+
+  proc = _run([f'--workdir={workdir}', '--mode=sample'] + cli_overrides())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _last_json(proc.stdout)['checkpoint_step'] == 6
+
+
+def test_bad_input_gets_one_clear_line(tmp_path):
+  proc = _run([f'--workdir={tmp_path}/a', '--config.model.arch=gru'] + cli_overrides())
+  assert proc.returncode == 1
+  assert "error: model.arch must be 'online' or 'offline', got 'gru'" in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  proc = _run([f'--workdir={tmp_path}/b', '--mode=sample'] + cli_overrides())
+  assert proc.returncode == 1 and 'holds no checkpoint; train first' in proc.stderr
+  proc = _run([f'--workdir={tmp_path}/c', '--config.data.name=chi3d',
+               f'--config.data.path={tmp_path}/nowhere'] + cli_overrides())
+  assert proc.returncode == 1 and 'nowhere: not a dataset directory' in proc.stderr
+
+
+def test_sigterm_saves_and_the_next_run_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  args = [f'--workdir={workdir}'] + cli_overrides(**{'train.num_steps': 100000,
+                                                      'train.checkpoint_every': 100000})
+  proc = subprocess.Popen(RUN + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=ENV, cwd=ROOT)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while time.time() < deadline and (not metrics.exists() or
+                                    len(metrics.read_text().splitlines()) < 3):
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-3000:]
+  result = _last_json(out)
+  assert result['stopped_by'] == 'SIGTERM'
+  saved = result['steps']
+  assert saved >= 3
+  assert os.listdir(workdir / 'checkpoints') == [str(saved)]
+  proc = _run([f'--workdir={workdir}'] + cli_overrides(**{'train.num_steps': saved + 2}))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f'Resumed from' in proc.stdout + proc.stderr
+  assert _last_json(proc.stdout)['steps'] == saved + 2

@@ -1,0 +1,99 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from regennet_jax import train as train_lib
+from tests.tiny import ROOT, tiny_config
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_train_writes_checkpoints_metrics_and_config(tmp_path):
+  state, summary = train_lib.train(tiny_config(), str(tmp_path), progress=False)
+  assert summary['final_step'] == 6 and int(state.step) == 6
+  rows = _metrics(tmp_path)
+  assert [r['step'] for r in rows] == list(range(1, 7))
+  assert all(np.isfinite(r['loss']) and r['grad_norm'] > 0 for r in rows)
+  assert {'rot_mse', 'orient', 'body', 'transl', 'steps_per_sec'} <= set(rows[0])
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+  assert json.load(open(tmp_path / 'config.json'))['model']['latent_dim'] == 32
+  assert os.listdir(tmp_path / 'tensorboard')
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+  straight, _ = train_lib.train(tiny_config(), str(tmp_path / 'a'), progress=False)
+  first, _ = train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path / 'b'),
+                             progress=False)
+  assert int(first.step) == 3
+  resumed, summary = train_lib.train(tiny_config(), str(tmp_path / 'b'), progress=False)
+  assert summary['start_step'] == 3
+  loss_a = [r['loss'] for r in _metrics(tmp_path / 'a')]
+  loss_b = [r['loss'] for r in _metrics(tmp_path / 'b')]
+  np.testing.assert_allclose(loss_b, loss_a, rtol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+  train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path), progress=False)
+  with pytest.raises(train_lib.TrainingError, match='model.latent_dim=32.*64'):
+    train_lib.train(tiny_config(**{'model.latent_dim': 64}), str(tmp_path), progress=False)
+
+
+def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
+  train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path), progress=False)
+  state_dir = tmp_path / 'checkpoints' / '3' / 'state'
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'\x00garbage')
+  with pytest.raises(train_lib.TrainingError, match=r'checkpoints/3 cannot be restored'):
+    train_lib.train(tiny_config(), str(tmp_path), progress=False)
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path), progress=False)
+  config = tiny_config(**{'train.num_steps': 6, 'train.learning_rate': 1e30})
+  with pytest.raises(train_lib.TrainingError, match=r'loss became (nan|inf) at step [4-6]'):
+    train_lib.train(config, str(tmp_path), progress=False)
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3']
+
+
+_DEVICES_SCRIPT = textwrap.dedent('''
+    import json, sys
+    sys.path.insert(0, {root!r})
+    import jax
+    from regennet_jax import train as train_lib
+    from tests.tiny import tiny_config
+    out = {{}}
+    for n in (1, 4):
+      config = tiny_config(**{{'train.num_steps': 4, 'model.dropout': 0.0}})
+      _, summary = train_lib.train(config, {tmp!r} + f'/d{{n}}', devices=jax.devices()[:n],
+                                   progress=False)
+      out[n] = [json.loads(l)['loss'] for l in open({tmp!r} + f'/d{{n}}/metrics.jsonl')]
+    # 2 data x 2 model: wide kernels split over the model axis.
+    config = tiny_config(**{{'train.num_steps': 4, 'model.dropout': 0.0, 'train.model_parallel': 2}})
+    train_lib.train(config, {tmp!r} + '/mp', progress=False)
+    out['mp'] = [json.loads(l)['loss'] for l in open({tmp!r} + '/mp/metrics.jsonl')]
+    print(json.dumps(out))
+''')
+
+
+def test_four_devices_match_one_device(tmp_path):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
+  proc = subprocess.run([sys.executable, '-c', _DEVICES_SCRIPT.format(root=ROOT, tmp=str(tmp_path))],
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  losses = json.loads(proc.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(losses['4'], losses['1'], rtol=1e-4)
+  np.testing.assert_allclose(losses['mp'], losses['1'], rtol=1e-4)
