@@ -22,6 +22,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'synthetic.py'),
     'Config file (ml_collections); fields can be overridden as --config.a.b=value.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config name>).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Multi-host run: call jax.distributed.initialize() (auto-detects TPU pods, '
+    'SLURM, ...; or give --coordinator_address/--num_processes/--process_id).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (hosts).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index, 0..num_processes-1.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample'],
                           'train: train (resuming if the workdir has checkpoints), then sample and '
                           'report. sample: sample from the latest checkpoint.')
@@ -39,7 +45,11 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # keep library INFO chatter (orbax, jax) off the console
   # Imported here so that --help is instant.
+  import jax
   from regennet_jax import workflow
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   config, workdir = _CONFIG.value, _workdir()
   try:
     if _MODE.value == 'train':
@@ -49,7 +59,8 @@ def main(argv):
   except workflow.USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
-  print(json.dumps(result, indent=2))
+  if jax.process_index() == 0:
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == '__main__':

@@ -331,6 +331,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
           scalars = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
           scalars['steps_per_sec'] = len(window) / (time.time() - t0)
           log.write(step, scalars)
+          if is_main and progress:
+            tqdm.write(f'step {step}: ' + ' '.join(f'{k}={v:.4g}' for k, v in scalars.items()))
           summary['last_metrics'] = scalars
           window, t0 = [], time.time()
         if step % config.train.checkpoint_every == 0 or step == num_steps or stop.requested:

@@ -4,6 +4,7 @@ import json
 import os
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from regennet_jax import render
@@ -37,7 +38,7 @@ def _sample_test_set(config, workdir, params, count):
   sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
                                 config.sample.guidance_scale)
   batch, names = test_windows(config, test_src, count)
-  mesh = train_lib.make_mesh(1)
+  mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
   generated = sample.generate(sampler, params, batch['actor'], batch['label'],
                               jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size)
   out_dir = os.path.join(workdir, 'samples')
@@ -65,12 +66,15 @@ def _interaction_stats(config, batch, generated):
 
 def train_and_report(config, workdir):
   state, summary = train_lib.train(config, workdir)
+  # Every host joins the gather (a collective); then only host 0 samples and reports.
+  params = multihost_utils.process_allgather(
+      state.ema_params if config.train.ema_decay else state.params, tiled=True)
   result = {'workdir': os.path.abspath(workdir), 'steps': summary['final_step'],
             'stopped_by': summary['stopped_by'], 'last_metrics': summary.get('last_metrics')}
   if summary['stopped_by'] or jax.process_index() != 0:
     return result
   count = max(config.sample.num_render, min(config.sample.batch_size, 64))
-  batch, generated, class_names, npz = _sample_test_set(config, workdir, state.params, count)
+  batch, generated, class_names, npz = _sample_test_set(config, workdir, params, count)
   gifs = []
   rest = train_lib.build_rest_joints(config)
   for i in range(min(config.sample.num_render, len(generated))):
@@ -117,7 +121,7 @@ def sample_from_checkpoint(config, workdir):
   _, _, class_names = sources.load_splits(config.data)
   model = train_lib.build_model(config, len(class_names))
   tx = train_lib.build_optimizer(config)
-  mesh = train_lib.make_mesh(1)
+  mesh = train_lib.make_mesh(1, jax.local_devices())
   state, shardings = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
   state, _ = train_lib.restore_checkpoint(manager, step, state, shardings)
   manager.close()

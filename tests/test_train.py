@@ -97,3 +97,25 @@ def test_four_devices_match_one_device(tmp_path):
   losses = json.loads(proc.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(losses['4'], losses['1'], rtol=1e-4)
   np.testing.assert_allclose(losses['mp'], losses['1'], rtol=1e-4)
+
+
+def test_ema_tracks_parameters():
+  config = tiny_config(**{'train.ema_decay': 0.5, 'model.dropout': 0.0})
+  model = train_lib.build_model(config, 8)
+  tx = train_lib.build_optimizer(config)
+  mesh = train_lib.make_mesh(1)
+  state, _ = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
+  step = jax.jit(train_lib.make_train_step(config, model, tx, train_lib.build_schedule(config),
+                                           train_lib.build_rest_joints(config),
+                                           train_lib.build_loss_weights(config)))
+  batch = train_lib.example_batch(config, 4)
+  batch['reactor'] = batch['reactor'] + 0.1
+  leaf = lambda tree: np.asarray(tree['output_process']['kernel'])
+  p0 = leaf(state.params)
+  state, _ = step(state, batch, jax.random.PRNGKey(1))
+  p1 = leaf(state.params)
+  state, _ = step(state, batch, jax.random.PRNGKey(1))
+  p2 = leaf(state.params)
+  assert not np.allclose(p1, p0)
+  np.testing.assert_allclose(leaf(state.ema_params), 0.5 * (0.5 * p0 + 0.5 * p1) + 0.5 * p2,
+                             rtol=1e-5, atol=1e-7)

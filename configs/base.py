@@ -1,0 +1,77 @@
+"""The paper's settings (ReGenNet, CVPR 2024); dataset configs override the few that differ.
+
+Every field can be overridden on the command line: --config.train.batch_size=16.
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = ''              # 'synthetic', or the name of a converted dataset
+  c.data.path = ''              # converted dataset directory (see data_prep/)
+  c.data.seed = 0               # synthetic data only
+  c.data.synthetic_train_size = 512
+  c.data.synthetic_test_size = 128
+  c.data.synthetic_min_frames = 50
+  c.data.synthetic_max_frames = 80
+  c.data.num_frames = 60        # window length
+  c.data.crop = 'random'
+  c.data.swap_prob = 0.0        # >0: the paper's 'Random' actor/reactor ablation (Table 8)
+  c.data.num_threads = 2
+  c.data.prefetch = 4
+  c.data.fps = 30
+
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = 'online'       # 'online' (causal decoder, the paper's) or 'offline' (Table 9)
+  c.model.num_layers = 8
+  c.model.latent_dim = 512
+  c.model.ff_size = 1024
+  c.model.num_heads = 4
+  c.model.dropout = 0.1
+  c.model.fusion = 'concat'     # or 'add' (ablation)
+  c.model.cond_mode = 'no_cond'  # 'no_cond' (unconstrained, the paper's main setting) or 'action'
+  c.model.cond_mask_prob = 0.0   # >0 with cond_mode='action' enables classifier-free guidance
+  c.model.dtype = 'float32'      # 'bfloat16' for faster steps on TPU/GPU
+
+  c.diffusion = ml_collections.ConfigDict()
+  c.diffusion.noise_schedule = 'cosine'
+  c.diffusion.num_timesteps = 1000
+
+  c.losses = ml_collections.ConfigDict()
+  c.losses.orient = 1.0
+  c.losses.body = 1.0
+  c.losses.transl = 1.0
+  c.losses.rcxyz = 0.0
+  c.losses.vel = 0.0
+  c.losses.fc = 0.0
+  c.losses.fc_threshold = 0.03
+  c.losses.normalization = 'code'  # 'code' (/T^2, as released) or 'paper' (/T)
+
+  c.body = ml_collections.ConfigDict()
+  c.body.smplx_model_path = ''   # SMPLX_NEUTRAL.npz; empty: the built-in skeleton
+  c.body.betas = ()
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 64        # global, over all devices and hosts
+  c.train.num_steps = 500_000
+  c.train.learning_rate = 1e-4
+  c.train.weight_decay = 0.0
+  c.train.grad_clip = 0.0        # 0: off, as the paper
+  c.train.ema_decay = 0.0        # 0: no EMA, as the paper
+  c.train.log_every = 1000
+  c.train.checkpoint_every = 10_000
+  c.train.keep_checkpoints = 3
+  c.train.model_parallel = 1     # size of the 'model' mesh axis (>1 splits wide kernels)
+
+  c.sample = ml_collections.ConfigDict()
+  c.sample.respacing = 'ddim5'
+  c.sample.method = 'ddim'       # 'ddim' (eta=0) or 'ddpm' (ancestral, what the original's eval ran)
+  c.sample.eta = 0.0
+  c.sample.guidance_scale = 2.5  # used only with cond_mode='action' and cond_mask_prob > 0
+  c.sample.num_render = 4        # reactions rendered to GIF after training
+  c.sample.batch_size = 64
+  return c

@@ -1,0 +1,17 @@
+"""Chi3D-AS (8 classes) with the paper's settings.
+
+Convert the data first (see data_prep/), then:
+  python run.py --config=configs/chi3d.py --config.data.path=/data/chi3d_as
+"""
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.data.name = 'chi3d'
+  c.data.num_frames = 150         # Chi3D needs 150 (the original's issue #4)
+  c.data.fps = 50
+  c.losses.fc_threshold = 0.01
+  c.train.batch_size = 16         # the paper's Chi3D batch
+  return c

@@ -1,0 +1,17 @@
+"""InterHuman-AS with the paper's settings.
+
+The paper gives no window length for InterHuman; 150 frames (5 s at 30 fps) is our choice. InterHuman
+uses SMPL bodies; the converter maps them onto the SMPL-X layout (body joints kept, hands at rest).
+  python run.py --config=configs/interhuman.py --config.data.path=/data/interhuman_as
+"""
+
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.data.name = 'interhuman'
+  c.data.num_frames = 150
+  c.data.fps = 30
+  c.train.batch_size = 64
+  return c
