@@ -84,3 +84,15 @@ def test_sigterm_saves_and_the_next_run_resumes(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'Resumed from' in proc.stdout + proc.stderr
   assert _last_json(proc.stdout)['steps'] == saved + 2
+
+
+def test_train_from_a_converted_dataset_directory(tmp_path):
+  env = dict(ENV, PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, '-m', 'data_prep.make_synthetic', f'--out={tmp_path}/ds',
+                         '--train_size=12', '--test_size=6', '--min_frames=14', '--max_frames=20'],
+                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  proc = _run([f'--workdir={tmp_path}/run', '--config.data.name=synthetic_disk',
+               f'--config.data.path={tmp_path}/ds'] + cli_overrides(**{'train.num_steps': 2}))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _last_json(proc.stdout)['steps'] == 2

@@ -7,7 +7,7 @@ A dataset is a directory:
 
 Each record is a msgpack map (flax.serialization) of one two-person sequence:
     actor, reactor: float32 [T, 56, 3]  55 SMPL-X axis-angle joint rotations + root translation row
-    label: int, name: str
+    label: int, name: str, text: str (a description where the source has one, else '')
 Axis-angle keeps records half the size of rot6d and matches the released ReGenNet HDF5 layout; the
 pipeline converts only the frames it crops.
 
@@ -58,6 +58,7 @@ def encode(sample):
       'reactor': np.asarray(sample['reactor'], np.float32),
       'label': int(sample['label']),
       'name': str(sample.get('name', '')),
+      'text': str(sample.get('text', '')),  # free-text description, where the source has one
   })
 
 

@@ -1,0 +1,83 @@
+"""What every converter shares: the write loop with a progress bar, skip bookkeeping, order labels."""
+
+import dataclasses
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from tqdm.auto import tqdm  # noqa: E402
+
+from regennet_jax.data import records  # noqa: E402
+from regennet_jax.data.records import DatasetFormatError  # noqa: E402,F401
+
+
+@dataclasses.dataclass
+class Skip:
+  """A sequence left out on purpose (not an error): e.g. one body visible, listed in skipped.txt."""
+  name: str
+  reason: str
+
+
+def convert(out, name, class_names, fps, source, items, total=None, overwrite=False,
+            skip_bad=False):
+  """Writes (split, sample | Skip) items to a dataset at `out`; returns a summary dict.
+
+  A malformed input raises DatasetFormatError naming its file and field, and nothing is written,
+  unless skip_bad, in which case it is listed in skipped.txt with the reason.
+  """
+  skipped = []
+  with records.DatasetWriter(out, name, class_names, fps, source, overwrite=overwrite) as writer:
+    for item in tqdm(items, total=total, desc=f'convert {name}', unit='seq'):
+      if isinstance(item, Exception):
+        if not skip_bad:
+          raise item
+        skipped.append(Skip('?', str(item)))
+        continue
+      split, sample = item
+      if isinstance(sample, Skip):
+        skipped.append(sample)
+        continue
+      writer.add(split, sample)
+    # Written inside the writer so it lands atomically with the dataset.
+    with open(os.path.join(writer.tmp, 'skipped.txt'), 'w') as f:
+      f.writelines(f'{s.name}\t{s.reason}\n' for s in skipped)
+    splits = dict(writer.info['splits'])
+  if not splits:
+    raise DatasetFormatError(f'{source}: no sequences were converted ({len(skipped)} skipped).')
+  return {'out': os.path.abspath(out), 'splits': splits, 'skipped': len(skipped)}
+
+
+def read_order_label(directory, sample_name):
+  """True if actor and reactor must be swapped, from ReGenNet's `<name>.mp4.txt` (first line 0/1)."""
+  for candidate in (f'{sample_name}.mp4.txt', f'{sample_name}.txt'):
+    path = os.path.join(directory, candidate)
+    if os.path.exists(path):
+      with open(path, newline=None) as f:
+        first = f.readline().strip()
+      if first not in ('0', '1'):
+        raise DatasetFormatError(f"{path}: first line must be 0 (keep) or 1 (swap actor/reactor), "
+                                 f'got {first!r}.')
+      return first == '1'
+  raise DatasetFormatError(f'{directory}: no order label for {sample_name} '
+                           f'(expected {sample_name}.mp4.txt).')
+
+
+def add_common_flags(parser):
+  parser.add_argument('--out', required=True, help='output dataset directory')
+  parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
+  parser.add_argument('--skip_bad', action='store_true',
+                      help='skip malformed files (listed in skipped.txt) instead of stopping')
+
+
+def main_wrapper(fn):
+  """Runs a converter main: prints the JSON summary, or one clear error line and exit code 1."""
+  import json
+  try:
+    summary = fn()
+  except (DatasetFormatError, FileExistsError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(json.dumps(summary, indent=2))

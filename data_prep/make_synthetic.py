@@ -1,0 +1,38 @@
+"""Writes the embedded synthetic interactions to disk in the standard dataset format.
+
+  python -m data_prep.make_synthetic --out=data/synthetic --train_size=2000 --test_size=400
+
+Useful to train from disk exactly like a real dataset:
+  python run.py --config.data.name=synthetic_disk --config.data.path=data/synthetic
+"""
+
+import argparse
+
+from data_prep import common
+from regennet_jax.data import synthetic
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument('--train_size', type=int, default=512)
+  parser.add_argument('--test_size', type=int, default=128)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--min_frames', type=int, default=50)
+  parser.add_argument('--max_frames', type=int, default=80)
+  common.add_common_flags(parser)
+  args = parser.parse_args(argv)
+  kwargs = dict(min_frames=args.min_frames, max_frames=args.max_frames)
+
+  def items():
+    for i in range(args.train_size):
+      yield 'train', synthetic.generate_sample(args.seed, i, **kwargs)
+    for i in range(args.test_size):
+      yield 'test', synthetic.generate_sample(args.seed + 1_000_003, i, **kwargs)
+
+  return common.convert(args.out, 'synthetic', synthetic.ACTIONS, synthetic.FPS,
+                        f'synthetic seed {args.seed}', items(),
+                        total=args.train_size + args.test_size, overwrite=args.overwrite)
+
+
+if __name__ == '__main__':
+  common.main_wrapper(main)

@@ -1,0 +1,157 @@
+"""Raw NTU RGB+D / NTU120 Kinect `.skeleton` files -> regennet_jax dataset (two-person classes).
+
+  python -m data_prep.ntu_skeleton --skeletons=nturgb+d_skeletons/ --out=data/ntu120_kinect \\
+      --missing=NTU_RGBD_samples_with_missing_skeletons.txt \\
+      --missing=NTU_RGBD120_samples_with_missing_skeletons.txt
+
+Keeps classes A050-A060 and A106-A120 (labels 0..25), camera 1 by default (as ReGenNet), the
+cross-subject split. Kinect gives 25 joint positions per body; they are retargeted onto the SMPL-X
+skeleton (regennet_jax.data.retarget), the root translation is the SpineBase position in camera
+space (metres, y up). The two bodies tracked in the most frames are kept, in order of first
+appearance unless --order_labels says to swap; frames where one is lost reuse its nearest tracked
+frame, and sequences with a person missing in more than half the frames are skipped (skipped.txt).
+"""
+
+import argparse
+import os
+import re
+
+import numpy as np
+
+from data_prep import common
+from data_prep.common import DatasetFormatError, Skip
+from regennet_jax.body import skeleton
+from regennet_jax.data import classes
+from regennet_jax.data import retarget
+
+NAME_RE = re.compile(r'S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})')
+# Kinect v2 joint -> SMPL-X joint. SpineBase->pelvis, SpineMid->spine2, SpineShoulder->spine3,
+# HandLeft/Right -> the middle-finger knuckle (aims the wrist).
+KINECT_TO_SMPLX = {0: 0, 1: 6, 20: 9, 2: 12, 3: 15, 4: 16, 5: 18, 6: 20, 7: 28, 8: 17, 9: 19, 10: 21,
+                   11: 43, 12: 1, 13: 4, 14: 7, 15: 10, 16: 2, 17: 5, 18: 8, 19: 11}
+_BODY_INFO_VALUES = 10
+_JOINT_VALUES = 12
+
+
+def parse_skeleton(path):
+  """{body_id: (frame indices [F], joints [F, 25, 3])} and the frame count of one .skeleton file."""
+  with open(path, 'r', newline=None) as f:  # universal newlines: CRLF files parse the same
+    lines = [line.split() for line in f]
+  pos = 0
+
+  def take(expected, what):
+    nonlocal pos
+    if pos >= len(lines):
+      raise DatasetFormatError(f'{path}: file ends early; expected {what} at line {pos + 1}.')
+    values = lines[pos]
+    pos += 1
+    if len(values) != expected:
+      raise DatasetFormatError(f'{path}: line {pos}: {what} has {len(values)} values, '
+                               f'expected {expected}.')
+    return values
+
+  def number(text, what, cast=float):
+    try:
+      return cast(text)
+    except ValueError:
+      raise DatasetFormatError(f'{path}: line {pos}: {what} is {text!r}, not a number.') from None
+
+  num_frames = number(take(1, 'the frame count')[0], 'the frame count', int)
+  bodies = {}
+  for frame in range(num_frames):
+    num_bodies = number(take(1, f'the body count of frame {frame}')[0], 'the body count', int)
+    for b in range(num_bodies):
+      body_id = take(_BODY_INFO_VALUES, f'frame {frame} body {b} info')[0]
+      num_joints = number(take(1, f'frame {frame} body {b} joint count')[0], 'the joint count', int)
+      if num_joints != 25:
+        raise DatasetFormatError(f'{path}: line {pos}: frame {frame} body {b} has {num_joints} '
+                                 'joints, expected 25 (Kinect v2).')
+      joints = np.array([[number(v, f'frame {frame} joint {j} coordinate')
+                          for v in take(_JOINT_VALUES, f'frame {frame} body {b} joint {j}')[:3]]
+                         for j in range(25)])
+      if not np.all(np.isfinite(joints)):
+        raise DatasetFormatError(f'{path}: frame {frame} body {b}: joint coordinates are NaN/Inf.')
+      frames, js = bodies.setdefault(body_id, ([], []))
+      frames.append(frame)
+      js.append(joints)
+  return {k: (np.array(f), np.stack(j)) for k, (f, j) in bodies.items()}, num_frames
+
+
+def _fill(frames, joints, num_frames):
+  """[num_frames, 25, 3], copying each untracked frame from its nearest tracked one."""
+  idx = np.searchsorted(frames, np.arange(num_frames)).clip(0, len(frames) - 1)
+  prev = (idx - 1).clip(0)
+  use_prev = np.abs(frames[prev] - np.arange(num_frames)) < np.abs(frames[idx] - np.arange(num_frames))
+  return joints[np.where(use_prev, prev, idx)]
+
+
+def to_sample(path, name, label, rest, swap=False, max_missing=0.5):
+  bodies, num_frames = parse_skeleton(path)
+  ranked = sorted(bodies.items(), key=lambda kv: (-len(kv[1][0]), kv[1][0][0]))[:2]
+  if len(ranked) < 2:
+    return Skip(name, f'{len(bodies)} body tracked; two-person classes need 2')
+  missing = [1 - len(f) / num_frames for _, (f, _) in ranked]
+  if max(missing) > max_missing:
+    return Skip(name, f'a person is untracked in {max(missing):.0%} of frames')
+  ranked.sort(key=lambda kv: kv[1][0][0])  # first to appear = person A
+  people = []
+  known = np.zeros(skeleton.NUM_JOINTS, bool)
+  known[list(KINECT_TO_SMPLX.values())] = True
+  for _, (frames, joints) in ranked:
+    kinect = _fill(frames, joints, num_frames)
+    smplx = np.zeros((num_frames, skeleton.NUM_JOINTS, 3))
+    for k, s in KINECT_TO_SMPLX.items():
+      smplx[:, s] = kinect[:, k]
+    people.append(retarget.positions_to_rotations(smplx, known, rest))
+  actor, reactor = people[::-1] if swap else people
+  return {'actor': actor, 'reactor': reactor, 'label': label, 'name': name}
+
+
+def read_missing(paths):
+  names = set()
+  for p in paths:
+    with open(p, newline=None) as f:
+      names.update(line.strip() for line in f if NAME_RE.fullmatch(line.strip()))
+  return names
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument('--skeletons', required=True, help='folder of *.skeleton files')
+  parser.add_argument('--missing', action='append', default=[],
+                      help='official missing-skeleton list (repeatable)')
+  parser.add_argument('--cameras', default='1', help='comma-separated camera ids to keep')
+  parser.add_argument('--order_labels', help='directory of <name>.mp4.txt actor/reactor labels')
+  common.add_common_flags(parser)
+  args = parser.parse_args(argv)
+  if not os.path.isdir(args.skeletons):
+    raise FileNotFoundError(f'{args.skeletons}: no such folder.')
+  missing = read_missing(args.missing)
+  cameras = {int(c) for c in args.cameras.split(',')}
+  wanted = []
+  for fname in sorted(os.listdir(args.skeletons)):
+    match = NAME_RE.fullmatch(fname.replace('.skeleton', ''))
+    if not fname.endswith('.skeleton') or not match:
+      continue
+    name = match.group(0)
+    code = f'A{match.group(5)}'
+    if code in classes.NTU26_CODES and int(match.group(2)) in cameras and name not in missing:
+      split = 'train' if int(match.group(3)) in classes.NTU120_XSUB_TRAIN_SUBJECTS else 'test'
+      wanted.append((split, name, classes.NTU26_CODES.index(code)))
+  rest = skeleton.builtin_rest_joints()
+
+  def items():
+    for split, name, label in wanted:
+      try:
+        swap = common.read_order_label(args.order_labels, name) if args.order_labels else False
+        yield split, to_sample(os.path.join(args.skeletons, name + '.skeleton'), name, label, rest,
+                               swap)
+      except DatasetFormatError as e:
+        yield e
+
+  return common.convert(args.out, 'ntu120_kinect', classes.NTU26_NAMES, 30, args.skeletons, items(),
+                        total=len(wanted), overwrite=args.overwrite, skip_bad=args.skip_bad)
+
+
+if __name__ == '__main__':
+  common.main_wrapper(main)
