@@ -28,9 +28,10 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (hosts).')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index, 0..num_processes-1.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample'],
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'stream'],
                           'train: train (resuming if the workdir has checkpoints), then sample and '
-                          'report. sample: sample from the latest checkpoint.')
+                          'report. sample: sample test reactions from the latest checkpoint. '
+                          'stream: generate test reactions frame by frame and report latency.')
 
 
 def _workdir():
@@ -54,8 +55,10 @@ def main(argv):
   try:
     if _MODE.value == 'train':
       result = workflow.train_and_report(config, workdir)
-    else:
+    elif _MODE.value == 'sample':
       result = workflow.sample_from_checkpoint(config, workdir)
+    else:
+      result = workflow.stream_from_checkpoint(config, workdir)
   except workflow.USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

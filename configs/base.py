@@ -74,4 +74,9 @@ def get_config():
   c.sample.guidance_scale = 2.5  # used only with cond_mode='action' and cond_mask_prob > 0
   c.sample.num_render = 4        # reactions rendered to GIF after training
   c.sample.batch_size = 64
+  c.sample.num_samples = 256     # test actors sampled by --mode=sample
+
+  c.stream = ml_collections.ConfigDict()
+  c.stream.batch_size = 1        # simultaneous streams in --mode=stream
+  c.stream.max_frames = 300      # KV-cache length: the longest stream
   return c

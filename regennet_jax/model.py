@@ -43,10 +43,11 @@ class FeedForward(nn.Module):
     return nn.Dense(self.width, dtype=self.dtype, name='linear2')(h)
 
 
-def _attention(num_heads, dropout, dtype, name):
+def _attention(num_heads, dropout, dtype, name, decode=False):
   # broadcast_dropout=False: PyTorch drops attention probabilities element-wise.
   return nn.MultiHeadDotProductAttention(
-      num_heads=num_heads, dropout_rate=dropout, broadcast_dropout=False, dtype=dtype, name=name)
+      num_heads=num_heads, dropout_rate=dropout, broadcast_dropout=False, dtype=dtype, name=name,
+      decode=decode)
 
 
 class DecoderLayer(nn.Module):
@@ -55,13 +56,14 @@ class DecoderLayer(nn.Module):
   ff_size: int
   dropout: float
   dtype: jnp.dtype = jnp.float32
+  decode: bool = False  # one frame at a time, past keys/values from the 'cache' collection
 
   @nn.compact
   def __call__(self, h, memory, self_mask, deterministic):
     width = h.shape[-1]
     drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
     norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
-    a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn')(
+    a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn', self.decode)(
         h, h, mask=self_mask, deterministic=deterministic)
     h = norm('norm1')(h + drop(a))
     a = _attention(self.num_heads, self.dropout, self.dtype, 'cross_attn')(
@@ -126,6 +128,10 @@ class Denoiser(nn.Module):
   njoints: int = 56
   nfeats: int = 6
   dtype: jnp.dtype = jnp.float32
+  # Streaming: each call takes ONE frame at `positions` and reads/writes past self-attention keys
+  # and values in the 'cache' collection (online arch only). Initialise the cache by calling init
+  # with the longest sequence to stream.
+  decode: bool = False
 
   def setup(self):
     if self.arch not in ('online', 'offline'):
@@ -134,9 +140,12 @@ class Denoiser(nn.Module):
       raise ValueError(f"model.fusion must be 'concat' or 'add', got {self.fusion!r}")
     if self.cond_mode not in ('no_cond', 'action'):
       raise ValueError(f"model.cond_mode must be 'no_cond' or 'action', got {self.cond_mode!r}")
+    if self.decode and self.arch != 'online':
+      raise ValueError('frame-by-frame decoding needs the causal online arch')
 
   @nn.compact
-  def __call__(self, x_t, timesteps, actor, action=None, *, uncond=None, mask=None, train=False):
+  def __call__(self, x_t, timesteps, actor, action=None, *, uncond=None, mask=None, positions=None,
+               train=False):
     """Args:
       x_t: [B, T, 56, 6] noisy reactor.
       timesteps: [B] int, original-scale diffusion step (0..999).
@@ -146,6 +155,8 @@ class Denoiser(nn.Module):
         condition. CFG runs the conditional and unconditional halves in one call this way.
       mask: optional [B, T] bool of valid frames; only 'offline' needs it (online attention is
         causal, so trailing padding never reaches valid frames).
+      positions: optional [T] int frame indices for the positional encoding (default 0..T-1);
+        decoding passes the index of its one frame.
       train: enables dropout and random condition dropping (needs the 'dropout' rng).
     Returns:
       [B, T, 56, 6] predicted x0.
@@ -179,13 +190,14 @@ class Denoiser(nn.Module):
     if self.arch == 'offline':
       h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [B, T+1, D]
     if self.use_pos_emb:
-      h = h + jnp.asarray(sinusoidal_table(MAX_LEN, self.latent_dim))[:h.shape[1]]
+      table = jnp.asarray(sinusoidal_table(MAX_LEN, self.latent_dim))
+      h = h + (table[:h.shape[1]] if positions is None else table[positions])
     h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
 
     if self.arch == 'online':
       causal = nn.make_causal_mask(jnp.ones((batch, frames), bool))
       for i in range(self.num_layers):
-        h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
+        h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype, self.decode,
                          name=f'layer_{i}')(h, memory, causal, deterministic)
     else:
       key_mask = None

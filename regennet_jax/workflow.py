@@ -112,7 +112,8 @@ def _write_report(workdir, config, result):
     json.dump(result, f, indent=2)
 
 
-def sample_from_checkpoint(config, workdir):
+def load_params(config, workdir):
+  """(params, step, class names) of the latest checkpoint in workdir (EMA weights if trained)."""
   manager = train_lib.checkpoint_manager(workdir, config)
   step = manager.latest_step()
   if step is None:
@@ -125,7 +126,39 @@ def sample_from_checkpoint(config, workdir):
   state, shardings = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
   state, _ = train_lib.restore_checkpoint(manager, step, state, shardings)
   manager.close()
-  params = state.ema_params if config.train.ema_decay else state.params
-  count = config.sample.batch_size
+  return (state.ema_params if config.train.ema_decay else state.params), step, class_names
+
+
+def sample_from_checkpoint(config, workdir):
+  params, step, _ = load_params(config, workdir)
+  count = config.sample.num_samples
   _, _, _, npz = _sample_test_set(config, workdir, params, count)
   return {'checkpoint_step': step, 'samples': npz}
+
+
+def stream_from_checkpoint(config, workdir):
+  """Streams test actors frame by frame; reports per-frame latency and agreement with the batch
+  sampler on the same actors and key."""
+  from regennet_jax import streaming
+  params, step, class_names = load_params(config, workdir)
+  _, test_src, _ = sources.load_splits(config.data)
+  batch, _ = test_windows(config, test_src, config.stream.batch_size)
+  model = train_lib.build_model(config, len(class_names))
+  schedule = train_lib.build_schedule(config, config.sample.respacing)
+  key = jax.random.PRNGKey(config.seed)
+  frames = batch['actor'].shape[1]
+  stream = streaming.ReactionStream(
+      model, params, schedule, key, batch_size=len(batch['actor']),
+      max_frames=max(frames, config.stream.max_frames), method=config.sample.method,
+      eta=config.sample.eta, guidance_scale=config.sample.guidance_scale, label=batch['label'])
+  streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
+  sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
+                                config.sample.guidance_scale)
+  whole = np.asarray(jax.jit(sampler)(params, batch['actor'], batch['label'], key))
+  result = {'checkpoint_step': step, 'streams': len(batch['actor']), 'frames': frames,
+            'denoising_steps': int(schedule.num_steps), 'method': config.sample.method,
+            'latency': stream.latency_report(),
+            'max_abs_difference_to_whole_sequence_sampler': float(np.abs(streamed - whole).max())}
+  with open(os.path.join(workdir, 'stream_report.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  return result

@@ -48,6 +48,14 @@ def test_train_then_sample(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _last_json(proc.stdout)['checkpoint_step'] == 6
 
+  proc = _run([f'--workdir={workdir}', '--mode=stream', '--config.stream.batch_size=2',
+               '--config.stream.max_frames=20'] + cli_overrides())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = _last_json(proc.stdout)
+  assert report['frames'] == 12 and report['latency']['frames'] == 11
+  assert report['max_abs_difference_to_whole_sequence_sampler'] < 1e-4
+  assert os.path.exists(os.path.join(workdir, 'stream_report.json'))
+
 
 def test_bad_input_gets_one_clear_line(tmp_path):
   proc = _run([f'--workdir={tmp_path}/a', '--config.model.arch=gru'] + cli_overrides())

@@ -16,6 +16,7 @@ TINY_OVERRIDES = {
     'model.num_layers': 1, 'model.latent_dim': 32, 'model.ff_size': 64,
     'train.batch_size': 4, 'train.num_steps': 6, 'train.log_every': 1,
     'train.checkpoint_every': 3, 'sample.num_render': 1, 'sample.batch_size': 4,
+    'sample.num_samples': 4,
 }
 
 

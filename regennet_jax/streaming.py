@@ -1,0 +1,122 @@
+"""Online reaction synthesis: actor frames in one at a time, one reactor frame out for each.
+
+The online denoiser is strictly causal, so the whole-sequence chain factorises over frames: at
+diffusion step i, frame f's prediction needs only x_i and the actor at frames <= f. A stream keeps,
+for every diffusion step, the self-attention keys/values of the frames seen so far (a KV cache per
+step and layer, sized to `max_frames`), and draws frame f's noise from per-frame keys. Each new
+frame then costs one single-token pass per diffusion step -- constant, whatever the history length
+(attention reads a fixed-size masked buffer) -- and the stream reproduces `sample.make_sampler` on
+the whole sequence with the same key.
+
+    stream = ReactionStream(model, params, schedule, key, batch_size=1, max_frames=300)
+    for actor_frame in camera:            # [B, 56, 6]
+      reactor_frame = stream.push(actor_frame)
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from regennet_jax import diffusion
+from regennet_jax import sample as sample_lib
+
+
+def _init_caches(decoder, num_steps, batch, max_frames, dtype=jnp.float32):
+  """Zeroed caches for `num_steps` diffusion steps: leaves stacked on a leading [num_steps] axis."""
+  x = jnp.zeros((batch, max_frames, decoder.njoints, decoder.nfeats), dtype)
+  label = jnp.zeros((batch,), jnp.int32)
+  shapes = jax.eval_shape(decoder.init, jax.random.PRNGKey(0), x, jnp.zeros((batch,), jnp.int32), x,
+                          label)['cache']
+  return jax.tree_util.tree_map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), shapes)
+
+
+def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0):
+  """(params, caches, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, caches)."""
+  decoder = model.clone(decode=True)
+  guided = sample_lib.uses_guidance(model, guidance_scale)
+  n = schedule.num_steps
+
+  def step(params, caches, actor_frame, label, frame, key):
+    init_key, step_key = jax.random.split(key)
+    batch = actor_frame.shape[0]
+    frame_shape = (batch,) + actor_frame.shape[1:]
+    # The same per-frame draws as diffusion.frame_noise in sample_loop.
+    x = jax.random.normal(jax.random.fold_in(init_key, frame), frame_shape, actor_frame.dtype)
+    positions = frame[None]
+
+    def body(x, inputs):
+      i, cache = inputs
+      t = jnp.full((batch,), i, jnp.int32)
+      updated = {}  # the step's cache after this frame, captured from the (possibly CFG) call
+
+      def model_fn(x_t, timesteps, uncond=None):
+        copies = x_t.shape[0] // batch  # 2 under classifier-free guidance
+        out, mutated = decoder.apply(
+            {'params': params, 'cache': cache}, x_t, timesteps,
+            jnp.tile(actor_frame[:, None], (copies, 1, 1, 1)), jnp.tile(label, copies),
+            uncond=uncond, positions=positions, mutable=['cache'])
+        updated['cache'] = mutated['cache']
+        return out
+
+      denoise = diffusion.classifier_free_guidance(model_fn, guidance_scale) if guided else model_fn
+      x0 = denoise(x[:, None], schedule.timestep_map[t])[:, 0]
+      noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(step_key, i), frame),
+                                frame_shape, x.dtype)
+      if method == 'ddpm':
+        x = diffusion.ddpm_step(schedule, x0, x, t, noise)
+      else:
+        x = diffusion.ddim_step(schedule, x0, x, t, noise, eta)
+      return x, updated['cache']
+
+    x, caches = jax.lax.scan(body, x, (jnp.arange(n), caches), reverse=True)
+    return x, caches
+
+  return step
+
+
+class ReactionStream:
+  """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc)."""
+
+  def __init__(self, model, params, schedule, key, batch_size=1, max_frames=300, method='ddim',
+               eta=0.0, guidance_scale=1.0, label=None):
+    if model.arch != 'online':
+      raise ValueError("streaming needs model.arch='online' (the offline model sees the future)")
+    self.model, self.params, self.key = model, params, key
+    self.max_frames = max_frames
+    self.batch_size = batch_size
+    guided = sample_lib.uses_guidance(model, guidance_scale)
+    self.label = jnp.zeros((batch_size,), jnp.int32) if label is None else jnp.asarray(label)
+    self._caches = _init_caches(model.clone(decode=True), schedule.num_steps,
+                                batch_size * (2 if guided else 1), max_frames)
+    self._step = jax.jit(make_stream_step(model, schedule, method, eta, guidance_scale),
+                         donate_argnums=(1,))
+    self.frame = 0
+    self.latencies = []
+
+  def push(self, actor_frame):
+    """One actor frame [B, 56, 6] -> the reactor frame [B, 56, 6] (numpy)."""
+    if self.frame >= self.max_frames:
+      raise ValueError(f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
+                       'new ReactionStream (or make max_frames larger).')
+    actor_frame = jnp.asarray(actor_frame, jnp.float32)
+    if actor_frame.shape != (self.batch_size, 56, 6):
+      raise ValueError(f'actor frame has shape {actor_frame.shape}, expected '
+                       f'({self.batch_size}, 56, 6).')
+    start = time.perf_counter()
+    out, self._caches = self._step(self.params, self._caches, actor_frame, self.label,
+                                   jnp.int32(self.frame), self.key)
+    out = np.asarray(out)
+    self.latencies.append(time.perf_counter() - start)
+    self.frame += 1
+    return out
+
+  def latency_report(self, skip_first=1):
+    """Per-frame latency in ms (the first call includes compilation and is skipped)."""
+    lat = np.array(self.latencies[skip_first:]) * 1000
+    if not len(lat):
+      return {}
+    return {'frames': int(len(lat)), 'p50_ms': float(np.percentile(lat, 50)),
+            'p99_ms': float(np.percentile(lat, 99)), 'mean_ms': float(lat.mean()),
+            'compile_ms': float(self.latencies[0] * 1000)}
