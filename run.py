@@ -28,10 +28,13 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (hosts).')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index, 0..num_processes-1.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'stream'],
-                          'train: train (resuming if the workdir has checkpoints), then sample and '
-                          'report. sample: sample test reactions from the latest checkpoint. '
-                          'stream: generate test reactions frame by frame and report latency.')
+_MODE = flags.DEFINE_enum(
+    'mode', 'train', ['train', 'sample', 'stream', 'train_recognizer', 'eval'],
+    'train: train (resuming if the workdir has checkpoints), then sample and report. '
+    'sample: sample test reactions from the latest checkpoint. '
+    'stream: generate test reactions frame by frame and report latency. '
+    'train_recognizer: train the ST-GCN evaluator on real pairs. '
+    'eval: the paper\'s metrics (needs a trained model and recognizer).')
 
 
 def _workdir():
@@ -57,8 +60,12 @@ def main(argv):
       result = workflow.train_and_report(config, workdir)
     elif _MODE.value == 'sample':
       result = workflow.sample_from_checkpoint(config, workdir)
-    else:
+    elif _MODE.value == 'stream':
       result = workflow.stream_from_checkpoint(config, workdir)
+    elif _MODE.value == 'train_recognizer':
+      result = workflow.train_recognizer(config, workdir)
+    else:
+      result = workflow.evaluate(config, workdir)
   except workflow.USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

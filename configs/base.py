@@ -76,6 +76,25 @@ def get_config():
   c.sample.batch_size = 64
   c.sample.num_samples = 256     # test actors sampled by --mode=sample
 
+  c.recognizer = ml_collections.ConfigDict()  # the ST-GCN evaluator (--mode=train_recognizer)
+  c.recognizer.batch_size = 64
+  c.recognizer.width = 1.0       # channel multiplier of the ST-GCN (1.0: the paper's evaluator)
+  c.recognizer.num_steps = 20_000
+  c.recognizer.learning_rate = 1e-4
+  c.recognizer.weight_decay = 0.0
+
+  c.eval = ml_collections.ConfigDict()  # --mode=eval, the paper's protocol
+  c.eval.recognizer_dir = ''     # default: <workdir>/recognizer
+  c.eval.num_seeds = 20
+  c.eval.num_samples = 1000      # actors per split and seed
+  c.eval.batch_size = 64
+  c.eval.respacing = 'ddim5'
+  c.eval.method = 'ddpm'         # what the original's evaluation ran (5 ancestral steps on ddim5)
+  c.eval.diversity_pairs = 200
+  c.eval.multimodality_pairs = 20
+  c.eval.kid_subsets = 100
+  c.eval.kid_subset_size = 1000
+
   c.stream = ml_collections.ConfigDict()
   c.stream.batch_size = 1        # simultaneous streams in --mode=stream
   c.stream.max_frames = 300      # KV-cache length: the longest stream

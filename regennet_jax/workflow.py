@@ -14,10 +14,13 @@ from regennet_jax.body.skeleton import BodyModelError
 from regennet_jax.data import pipeline
 from regennet_jax.data import sources
 from regennet_jax.data.records import DatasetFormatError
+from regennet_jax.evaluation import protocol
+from regennet_jax.evaluation import recognizer as recognizer_lib
 
 # Errors caused by the user's config, data or files: reported as one clear line, no traceback
 # (set REGENNET_DEBUG=1 to see it).
 USER_ERRORS = () if os.environ.get('REGENNET_DEBUG') else (
+    recognizer_lib.RecognizerMissing,
     train_lib.TrainingError, DatasetFormatError, BodyModelError, ValueError, FileNotFoundError,
     FileExistsError)
 
@@ -162,3 +165,17 @@ def stream_from_checkpoint(config, workdir):
   with open(os.path.join(workdir, 'stream_report.json'), 'w') as f:
     json.dump(result, f, indent=2)
   return result
+
+
+def train_recognizer(config, workdir):
+  os.makedirs(workdir, exist_ok=True)
+  return recognizer_lib.train_recognizer(config, workdir)
+
+
+def evaluate(config, workdir):
+  params, step, _ = load_params(config, workdir)
+  report = protocol.evaluate(config, workdir, params)
+  return {'checkpoint_step': step, 'report': os.path.join(os.path.abspath(workdir), 'eval_report.md'),
+          'results': {split: {kind: {m: round(v['mean'], 4) for m, v in r.items()}
+                              for kind, r in kinds.items()}
+                      for split, kinds in report['results'].items()}}

@@ -104,3 +104,35 @@ def test_train_from_a_converted_dataset_directory(tmp_path):
                f'--config.data.path={tmp_path}/ds'] + cli_overrides(**{'train.num_steps': 2}))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _last_json(proc.stdout)['steps'] == 2
+
+
+def test_recognizer_and_evaluation_modes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  tiny = cli_overrides(**{'recognizer.width': 0.125, 'recognizer.batch_size': 4,
+                          'recognizer.num_steps': 3, 'eval.num_seeds': 2, 'eval.num_samples': 6,
+                          'eval.batch_size': 4, 'eval.kid_subsets': 2, 'eval.diversity_pairs': 10,
+                          'eval.multimodality_pairs': 3})
+  proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny)
+  assert proc.returncode == 1 and 'holds no checkpoint' in proc.stderr
+  assert _run([f'--workdir={workdir}'] + tiny).returncode == 0
+  proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny)
+  assert proc.returncode == 1 and 'no trained recognizer; run python run.py --mode=train_recognizer' \
+      in proc.stderr
+  proc = _run([f'--workdir={workdir}', '--mode=train_recognizer'] + tiny)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  info = _last_json(proc.stdout)
+  assert 0.0 <= info['accuracy']['test'] <= 1.0 and info['width'] == 0.125
+  proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.load(open(os.path.join(workdir, 'eval_report.json')))
+  assert report['num_seeds'] == 2 and report['num_samples'] == {'train': 6, 'test': 6}
+  for split in ('train', 'test'):
+    for kind in ('real', 'generated'):
+      r = report['results'][split][kind]
+      assert r['fid']['n'] == 2 and np.isfinite(r['fid']['mean'])
+      assert 0.0 <= r['accuracy']['mean'] <= 1.0 and r['diversity']['mean'] >= 0.0
+  table = open(os.path.join(workdir, 'eval_report.md')).read()
+  assert table.count('| generated |') == 2 and 'FID' in table
+  # A recognizer trained for another window length is refused with a reason.
+  proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny + ['--config.data.num_frames=10'])
+  assert proc.returncode == 1 and 'recognizer was trained for 8 classes and 12 frames' in proc.stderr

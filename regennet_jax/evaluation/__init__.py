@@ -1,0 +1,1 @@
+"""Evaluation as the paper: an ST-GCN action recognizer and FID / accuracy / diversity / multimodality."""
