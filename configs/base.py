@@ -75,6 +75,7 @@ def get_config():
   c.sample.num_render = 4        # reactions rendered to GIF after training
   c.sample.batch_size = 64
   c.sample.num_samples = 256     # test actors sampled by --mode=sample
+  c.sample.num_repetitions = 1   # reactions per actor in --mode=sample (K > 1: [N, K, T, 56, 6])
 
   c.recognizer = ml_collections.ConfigDict()  # the ST-GCN evaluator (--mode=train_recognizer)
   c.recognizer.batch_size = 64

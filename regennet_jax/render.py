@@ -71,9 +71,19 @@ def animate(people, path, title='', fps=30):
     ax.legend(loc='upper right', fontsize=7)
     return []
 
-  anim = animation.FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
   path = str(path)
-  writer = animation.PillowWriter(fps=fps) if path.endswith('.gif') else animation.FFMpegWriter(fps=fps)
+  if path.endswith('.gif'):
+    writer = animation.PillowWriter(fps=fps)
+  elif path.endswith('.mp4'):
+    if not animation.writers.is_available('ffmpeg'):
+      plt.close(fig)
+      raise ValueError(f'{path}: writing MP4 needs ffmpeg on PATH (e.g. apt-get install ffmpeg); '
+                       'or write a .gif.')
+    writer = animation.FFMpegWriter(fps=fps)
+  else:
+    plt.close(fig)
+    raise ValueError(f'{path}: animations are written as .gif or .mp4.')
+  anim = animation.FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
   anim.save(path, writer=writer)
   plt.close(fig)
   return path

@@ -36,12 +36,17 @@ def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0):
   return sample
 
 
-def generate(sampler, params, actors, labels, key, mesh, batch_size):
-  """Samples reactions for all `actors` [N, T, 56, 6] in device-sharded batches. Returns numpy.
+def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions=1):
+  """Reactions for all `actors` [N, T, 56, 6] in device-sharded batches, as numpy.
 
-  Batch b uses fold_in(key, b), so results do not depend on how many batches precede it... but do
-  depend on batch_size (noise is drawn per batch).
+  Returns [N, T, 56, 6], or [N, K, T, 56, 6] for repetitions=K > 1 (K independent reactions per
+  actor). Batch b draws its noise from fold_in(key, b), so a given (key, batch_size) always gives
+  the same reactions.
   """
+  if repetitions > 1:
+    flat = generate(sampler, params, np.repeat(actors, repetitions, 0),
+                    np.repeat(labels, repetitions, 0), key, mesh, batch_size)
+    return flat.reshape((len(actors), repetitions) + flat.shape[1:])
   data = mesh.shape['data']
   batch_size = max(data, batch_size - batch_size % data)
   sharding = NamedSharding(mesh, P('data'))
@@ -71,7 +76,10 @@ def to_axis_angle(motion):
 
 
 def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names=None):
-  """Writes generated reactions with everything needed to inspect or animate them."""
+  """Writes generated reactions with everything needed to inspect or animate them.
+
+  actor [N, T, 56, 6]; reactor [N, T, 56, 6] or [N, K, T, 56, 6] (K reactions per actor).
+  """
   actor_aa, actor_tr = to_axis_angle(actor)
   reactor_aa, reactor_tr = to_axis_angle(reactor)
   extra = {}

@@ -34,7 +34,7 @@ def test_windows(config, test_src, count):
   return {k: np.stack([it[k] for it in items]) for k in items[0]}, names
 
 
-def _sample_test_set(config, workdir, params, count):
+def _sample_test_set(config, workdir, params, count, repetitions=1):
   _, test_src, class_names = sources.load_splits(config.data)
   model = train_lib.build_model(config, len(class_names))
   schedule = train_lib.build_schedule(config, config.sample.respacing)
@@ -43,7 +43,8 @@ def _sample_test_set(config, workdir, params, count):
   batch, names = test_windows(config, test_src, count)
   mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
   generated = sample.generate(sampler, params, batch['actor'], batch['label'],
-                              jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size)
+                              jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size,
+                              repetitions)
   out_dir = os.path.join(workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
   npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
@@ -134,9 +135,9 @@ def load_params(config, workdir):
 
 def sample_from_checkpoint(config, workdir):
   params, step, _ = load_params(config, workdir)
-  count = config.sample.num_samples
-  _, _, _, npz = _sample_test_set(config, workdir, params, count)
-  return {'checkpoint_step': step, 'samples': npz}
+  _, generated, _, npz = _sample_test_set(config, workdir, params, config.sample.num_samples,
+                                          config.sample.num_repetitions)
+  return {'checkpoint_step': step, 'samples': npz, 'shape': list(generated.shape)}
 
 
 def stream_from_checkpoint(config, workdir):

@@ -44,9 +44,15 @@ def test_train_then_sample(tmp_path):
   assert data['reactor_axis_angle'].shape[-2:] == (55, 3)
   assert len(data['action']) == len(data['reactor'])
 
-  proc = _run([f'--workdir={workdir}', '--mode=sample'] + cli_overrides())
+  proc = _run([f'--workdir={workdir}', '--mode=sample', '--config.sample.num_repetitions=3']
+              + cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert _last_json(proc.stdout)['checkpoint_step'] == 6
+  result = _last_json(proc.stdout)
+  assert result['checkpoint_step'] == 6 and result['shape'] == [4, 3, 12, 56, 6]
+  data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
+  assert data['reactor'].shape == (4, 3, 12, 56, 6)
+  assert data['reactor_axis_angle'].shape == (4, 3, 12, 55, 3)
+  assert not np.allclose(data['reactor'][:, 0], data['reactor'][:, 1])  # independent draws
 
   proc = _run([f'--workdir={workdir}', '--mode=stream', '--config.stream.batch_size=2',
                '--config.stream.max_frames=20'] + cli_overrides())

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from regennet_jax import render
+from regennet_jax.data import pipeline
+from tests import fake_files
+
+
+def test_gif_animation_and_contact_sheet(tmp_path):
+  a, r = fake_files.synthetic_people(0, 1, frames=30)
+  people = {'actor': render.world_joints(pipeline.to_model_motion(a[:6], 0)),
+            'reactor': render.world_joints(pipeline.to_model_motion(r[:6], 0))}
+  path = render.animate(people, tmp_path / 'clip.gif', title='high_five', fps=10)
+  with Image.open(path) as im:
+    assert im.n_frames == 6
+    im.seek(3)
+    pixels = np.asarray(im.convert('RGB'))
+  # Skeleton colours are drawn (not a blank canvas): the actor's blue and the reactor's red.
+  assert (np.abs(pixels.astype(int) - [31, 119, 180]).sum(-1) < 60).sum() > 20
+  assert (np.abs(pixels.astype(int) - [214, 39, 40]).sum(-1) < 60).sum() > 20
+  sheet = render.contact_sheet([('high_five', people)], tmp_path / 'sheet.png', num_frames=3)
+  with Image.open(sheet) as im:
+    assert im.size[0] > im.size[1] > 50
+
+
+def test_unsupported_or_unavailable_formats_are_explained(tmp_path):
+  people = {'actor': np.zeros((2, 55, 3))}
+  with pytest.raises(ValueError, match='.gif or .mp4'):
+    render.animate(people, tmp_path / 'clip.avi')
+  from matplotlib import animation
+  if not animation.writers.is_available('ffmpeg'):
+    with pytest.raises(ValueError, match='needs ffmpeg'):
+      render.animate(people, tmp_path / 'clip.mp4')
