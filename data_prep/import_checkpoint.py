@@ -1,0 +1,95 @@
+"""Official ReGenNet checkpoint (model*.pt) -> a regennet_jax run directory.
+
+  python -m data_prep.import_checkpoint --checkpoint=model000147680.pt \\
+      --config=configs/ntu120.py --workdir=runs/ntu120_official
+  python run.py --config=configs/ntu120.py --workdir=runs/ntu120_official --mode=sample
+
+The model settings (online/offline, layers, width, fusion, action labels) are read from the weights
+and written into the run's config.json; the command prints any --config.model.* overrides that
+run.py needs when they differ from the config file. Reading .pt files needs PyTorch
+(pip install torch==2.13.0, the CPU build).
+"""
+
+import argparse
+import importlib.util
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data_prep import common
+from regennet_jax import checkpoint_import
+from regennet_jax import train as train_lib
+
+
+def load_config(path):
+  spec = importlib.util.spec_from_file_location('imported_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def read_state_dict(path):
+  try:
+    import torch
+  except ImportError:
+    raise common.DatasetFormatError('reading a PyTorch checkpoint needs torch: '
+                                    'pip install torch==2.13.0') from None
+  try:
+    obj = torch.load(path, map_location='cpu', weights_only=True)
+  except Exception as e:  # pickle / zip errors from truncated or foreign files
+    raise common.DatasetFormatError(f'{path}: not a readable PyTorch checkpoint ({e}).') from None
+  if isinstance(obj, dict) and 'state_dict' in obj and isinstance(obj['state_dict'], dict):
+    obj = obj['state_dict']
+  if not isinstance(obj, dict):
+    raise common.DatasetFormatError(f'{path}: expected a state_dict, got {type(obj).__name__}.')
+  return {k: v.numpy() for k, v in obj.items() if hasattr(v, 'numpy')}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument('--checkpoint', required=True)
+  parser.add_argument('--config', required=True, help='config file the model will be used with')
+  parser.add_argument('--workdir', required=True)
+  args = parser.parse_args(argv)
+  if not os.path.exists(args.checkpoint):
+    raise FileNotFoundError(f'{args.checkpoint}: no such file.')
+  try:
+    params, arch = checkpoint_import.convert_state_dict(read_state_dict(args.checkpoint))
+  except checkpoint_import.CheckpointImportError as e:
+    raise common.DatasetFormatError(f'{args.checkpoint}: {e}') from None
+  config = load_config(args.config)
+  overrides = {}
+  for key in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode'):
+    if config.model[key] != arch[key]:
+      overrides[f'--config.model.{key}'] = arch[key]
+      config.model[key] = arch[key]
+  match = re.search(r'(\d+)\.pt$', args.checkpoint)
+  step = int(match.group(1)) if match else 0
+  model = train_lib.build_model(config, arch['num_actions'])
+  tx = train_lib.build_optimizer(config)
+  mesh = train_lib.make_mesh(1, jax.local_devices()[:1])
+  state, _ = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
+  shapes = jax.tree_util.tree_map(np.shape, state.params)
+  got = jax.tree_util.tree_map(np.shape, params)
+  if shapes != got:
+    raise common.DatasetFormatError(f'{args.checkpoint}: imported parameters do not fit the model '
+                                    'built from the config (different tree or shapes).')
+  state = state.replace(step=jnp.asarray(step, jnp.int32),
+                        params=jax.tree_util.tree_map(jnp.asarray, params),
+                        opt_state=tx.init(params),
+                        ema_params=params if config.train.ema_decay else {})
+  os.makedirs(args.workdir, exist_ok=True)
+  train_lib._write_config(args.workdir, config)
+  manager = train_lib.checkpoint_manager(args.workdir, config)
+  train_lib.save_checkpoint(manager, state, {})
+  manager.wait_until_finished()
+  manager.close()
+  return {'workdir': os.path.abspath(args.workdir), 'step': step, 'architecture': arch,
+          'run_py_overrides': ' '.join(f'{k}={v}' for k, v in overrides.items())}
+
+
+if __name__ == '__main__':
+  common.main_wrapper(main)
