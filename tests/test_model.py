@@ -143,3 +143,24 @@ def test_bad_config_is_rejected():
   for bad in (dict(arch='gru'), dict(fusion='concat2'), dict(cond_mode='text')):
     with pytest.raises(ValueError, match=list(bad)[0]):
       _init(Denoiser(**TINY, **bad), x, t, actor)
+
+
+def test_single_token_cross_attention_equals_general_attention():
+  from regennet_jax.model import SingleTokenCrossAttention
+  import flax.linen as nn
+  rng = np.random.default_rng(3)
+  h = jnp.asarray(rng.normal(size=(2, 7, 32)).astype(np.float32))
+  memory = jnp.asarray(rng.normal(size=(2, 1, 32)).astype(np.float32))
+  fast = SingleTokenCrossAttention(num_heads=4, dropout=0.5)
+  params = fast.init(jax.random.PRNGKey(0), h, memory, True)
+  general = nn.MultiHeadDotProductAttention(num_heads=4)
+  assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
+      np.shape, general.init(jax.random.PRNGKey(0), h, memory))
+  np.testing.assert_allclose(fast.apply(params, h, memory, True),
+                             general.apply(params, h, memory), atol=1e-5)
+  # Training: attention dropout keeps each head's weight (as 1/(1-p)) or drops it, per frame;
+  # on average that is the deterministic output.
+  draws = [fast.apply(params, h, memory, False, rngs={'dropout': jax.random.PRNGKey(i)})
+           for i in range(400)]
+  assert not np.allclose(draws[0], draws[1])
+  np.testing.assert_allclose(np.mean(draws, axis=0), general.apply(params, h, memory), atol=0.1)
