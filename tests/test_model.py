@@ -160,7 +160,7 @@ def test_single_token_cross_attention_equals_general_attention():
                              general.apply(params, h, memory), atol=1e-5)
   # Training: attention dropout keeps each head's weight (as 1/(1-p)) or drops it, per frame;
   # on average that is the deterministic output.
-  draws = [fast.apply(params, h, memory, False, rngs={'dropout': jax.random.PRNGKey(i)})
-           for i in range(400)]
+  draw = lambda k: fast.apply(params, h, memory, False, rngs={'dropout': k})
+  draws = np.asarray(jax.jit(jax.vmap(draw))(jax.random.split(jax.random.PRNGKey(1), 8000)))
   assert not np.allclose(draws[0], draws[1])
-  np.testing.assert_allclose(np.mean(draws, axis=0), general.apply(params, h, memory), atol=0.1)
+  np.testing.assert_allclose(draws.mean(0), general.apply(params, h, memory), atol=0.08)
