@@ -3,6 +3,9 @@
   python -m data_prep.import_checkpoint --checkpoint=model000147680.pt \\
       --config=configs/ntu120.py --workdir=runs/ntu120_official
   python run.py --config=configs/ntu120.py --workdir=runs/ntu120_official --mode=sample
+  # the released ST-GCN evaluator, for --mode=eval:
+  python -m data_prep.import_checkpoint --recognizer=ntu_smplx/checkpoint_0100.pth.tar \
+      --config=configs/ntu120.py --workdir=runs/ntu120_official
 
 The model settings (online/offline, layers, width, fusion, action labels) are read from the weights
 and written into the run's config.json; the command prints any --config.model.* overrides that
@@ -50,17 +53,50 @@ def read_state_dict(path):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  parser.add_argument('--checkpoint', required=True)
+  parser.add_argument('--checkpoint', help='ReGenNet model*.pt')
+  parser.add_argument('--recognizer', help='ST-GCN evaluator checkpoint_*.pth.tar')
   parser.add_argument('--config', required=True, help='config file the model will be used with')
   parser.add_argument('--workdir', required=True)
   args = parser.parse_args(argv)
-  if not os.path.exists(args.checkpoint):
-    raise FileNotFoundError(f'{args.checkpoint}: no such file.')
+  if not (args.checkpoint or args.recognizer):
+    parser.error('give --checkpoint and/or --recognizer')
+  for path in (args.checkpoint, args.recognizer):
+    if path and not os.path.exists(path):
+      raise FileNotFoundError(f'{path}: no such file.')
+  config = load_config(args.config)
+  summary = {'workdir': os.path.abspath(args.workdir)}
+  if args.recognizer:
+    summary['recognizer'] = import_recognizer(args.recognizer, config, args.workdir)
+  if args.checkpoint:
+    summary.update(import_model(args.checkpoint, config, args.workdir))
+  return summary
+
+
+def import_recognizer(path, config, workdir):
+  import json
+  import orbax.checkpoint as ocp
+  try:
+    variables, info = checkpoint_import.convert_stgcn_state_dict(read_state_dict(path))
+  except checkpoint_import.CheckpointImportError as e:
+    raise common.DatasetFormatError(f'{path}: {e}') from None
+  directory = os.path.join(os.path.abspath(workdir), 'recognizer')
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.join(directory, 'variables'),
+                    jax.tree_util.tree_map(jnp.asarray, variables), force=True)
+  checkpointer.wait_until_finished()
+  info = {**info, 'num_frames': config.data.num_frames, 'dataset': config.data.name,
+          'source': os.path.abspath(path)}
+  with open(os.path.join(directory, 'recognizer.json'), 'w') as f:
+    json.dump(info, f, indent=2)
+  return info
+
+
+def import_model(checkpoint, config, workdir):
+  args = argparse.Namespace(checkpoint=checkpoint, workdir=workdir)
   try:
     params, arch = checkpoint_import.convert_state_dict(read_state_dict(args.checkpoint))
   except checkpoint_import.CheckpointImportError as e:
     raise common.DatasetFormatError(f'{args.checkpoint}: {e}') from None
-  config = load_config(args.config)
   overrides = {}
   for key in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode'):
     if config.model[key] != arch[key]:
@@ -87,7 +123,7 @@ def main(argv=None):
   train_lib.save_checkpoint(manager, state, {})
   manager.wait_until_finished()
   manager.close()
-  return {'workdir': os.path.abspath(args.workdir), 'step': step, 'architecture': arch,
+  return {'step': step, 'architecture': arch,
           'run_py_overrides': ' '.join(f'{k}={v}' for k, v in overrides.items())}
 
 

@@ -118,3 +118,53 @@ def convert_state_dict(state_dict, num_heads=4):
     raise CheckpointImportError(f'state dict has keys this importer does not map: {unused[:8]}'
                                 + (' ...' if len(unused) > 8 else ''))
   return params, arch
+
+
+# ----------------------------------------------------------------------------- ST-GCN recognizer
+
+def _conv(sd, name):
+  """PyTorch Conv2d [out, in, kh, kw] -> Flax Conv kernel [kh, kw, in, out]."""
+  return {'kernel': sd[f'{name}.weight'].transpose(2, 3, 1, 0), 'bias': sd[f'{name}.bias']}
+
+
+def _bn(sd, name):
+  return ({'scale': sd[f'{name}.weight'], 'bias': sd[f'{name}.bias']},
+          {'mean': sd[f'{name}.running_mean'], 'var': sd[f'{name}.running_var']})
+
+
+def convert_stgcn_state_dict(state_dict):
+  """The released ST-GCN evaluator (checkpoint_*.pth.tar) -> (Flax variables, info).
+
+  Checks that the checkpoint's graph (buffer 'A') is the one this package builds, so features and
+  logits mean the same thing.
+  """
+  from regennet_jax.evaluation import stgcn
+  sd = _strip(state_dict)
+  if 'data_bn.running_mean' not in sd or 'fcn.weight' not in sd:
+    raise CheckpointImportError('no data_bn/fcn keys: not an ST-GCN recognizer checkpoint.')
+  if 'A' in sd and not np.allclose(sd['A'], stgcn.spatial_adjacency(), atol=1e-5):
+    raise CheckpointImportError("the checkpoint's graph (buffer 'A') differs from the SMPL-X "
+                                'spatial graph built here; its features would not be comparable.')
+  missing = [k for k in ('data_bn.weight',) if k not in sd]
+  if missing:
+    raise CheckpointImportError(f'missing keys {missing}')
+  params, stats = {}, {}
+  params['data_bn'], stats['data_bn'] = _bn(sd, 'data_bn')
+  blocks = 1 + max(int(m.group(1)) for k in sd
+                   for m in [re.match(r'st_gcn_networks\.(\d+)\.', k)] if m)
+  width = sd['st_gcn_networks.0.tcn.2.weight'].shape[0] / stgcn.BLOCKS[0][0]
+  for i in range(blocks):
+    p = f'st_gcn_networks.{i}'
+    block = {'gcn_conv': _conv(sd, f'{p}.gcn.conv'), 'tcn_conv': _conv(sd, f'{p}.tcn.2'),
+             'edge_importance': sd[f'edge_importance.{i}']}
+    bstats = {}
+    block['gcn_bn'], bstats['gcn_bn'] = _bn(sd, f'{p}.tcn.0')
+    block['tcn_bn'], bstats['tcn_bn'] = _bn(sd, f'{p}.tcn.3')
+    if f'{p}.residual.0.weight' in sd:
+      block['res_conv'] = _conv(sd, f'{p}.residual.0')
+      block['res_bn'], bstats['res_bn'] = _bn(sd, f'{p}.residual.1')
+    params[f'block_{i}'], stats[f'block_{i}'] = block, bstats
+  fcn = sd['fcn.weight']
+  params['fcn'] = {'kernel': fcn[:, :, 0, 0].T, 'bias': sd['fcn.bias']}
+  return {'params': params, 'batch_stats': stats}, {'num_classes': int(fcn.shape[0]),
+                                                     'width': float(width)}

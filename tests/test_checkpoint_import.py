@@ -75,3 +75,51 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
   with pytest.raises(Exception, match='junk.pt: not a readable PyTorch checkpoint'):
     import_checkpoint.main([f'--checkpoint={tmp_path}/junk.pt', f'--workdir={tmp_path}/r2',
                             f'--config={ROOT}/configs/synthetic.py'])
+
+
+def test_stgcn_checkpoint_reproduces_the_pytorch_recognizer():
+  from regennet_jax.evaluation import stgcn
+  torch.manual_seed(0)
+  ref = torch_reference.STGCN(stgcn.spatial_adjacency(), num_classes=5, width=0.25)
+  with torch.no_grad():  # non-trivial BN statistics and edge importances
+    for m in ref.modules():
+      if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.2, 0.2)
+    for p in ref.edge_importance:
+      p.uniform_(0.5, 1.5)
+  ref.eval()
+  variables, info = checkpoint_import.convert_stgcn_state_dict(_state_dict(ref))
+  assert info == {'num_classes': 5, 'width': 0.25}
+  x = np.random.default_rng(0).normal(size=(3, 16, 56, 12)).astype(np.float32)
+  torch_in = torch.from_numpy(x).reshape(3, 16, 56, 2, 6).permute(0, 4, 1, 2, 3)  # N,C,T,V,M
+  with torch.no_grad():
+    want_logits, want_feats = (t.numpy() for t in ref(torch_in))
+  logits, feats = stgcn.STGCN(5, 0.25).apply(variables, jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(feats), want_feats, atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(logits), want_logits, atol=1e-4, rtol=1e-4)
+  sd = _state_dict(ref)
+  sd['A'] = sd['A'] * 0.5
+  with pytest.raises(checkpoint_import.CheckpointImportError, match='graph'):
+    checkpoint_import.convert_stgcn_state_dict(sd)
+
+
+def test_import_command_installs_a_recognizer_for_eval(tmp_path):
+  from data_prep import import_checkpoint
+  from regennet_jax.evaluation import recognizer as recognizer_lib
+  from regennet_jax.evaluation import stgcn
+  from tests.tiny import ROOT, tiny_config
+  ref = torch_reference.STGCN(stgcn.spatial_adjacency(), num_classes=8, width=0.125).eval()
+  path = tmp_path / 'checkpoint_0100.pth.tar'
+  torch.save(ref.state_dict(), path)
+  summary = import_checkpoint.main([f'--recognizer={path}', f'--workdir={tmp_path}/run',
+                                    f'--config={ROOT}/configs/synthetic.py'])
+  assert summary['recognizer']['num_classes'] == 8
+  config = tiny_config(**{'data.num_frames': 40})
+  recog, info = recognizer_lib.load_recognizer(config, str(tmp_path / 'run'), 8)
+  x = np.random.default_rng(0).normal(size=(2, 40, 56, 12)).astype(np.float32)
+  with torch.no_grad():
+    want, _ = ref(torch.from_numpy(x).reshape(2, 40, 56, 2, 6).permute(0, 4, 1, 2, 3))
+  np.testing.assert_allclose(recog(x)[0], want.numpy(), atol=1e-4, rtol=1e-4)
