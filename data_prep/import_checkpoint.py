@@ -92,17 +92,16 @@ def import_recognizer(path, config, workdir):
 
 
 def import_model(checkpoint, config, workdir):
-  args = argparse.Namespace(checkpoint=checkpoint, workdir=workdir)
   try:
-    params, arch = checkpoint_import.convert_state_dict(read_state_dict(args.checkpoint))
+    params, arch = checkpoint_import.convert_state_dict(read_state_dict(checkpoint))
   except checkpoint_import.CheckpointImportError as e:
-    raise common.DatasetFormatError(f'{args.checkpoint}: {e}') from None
+    raise common.DatasetFormatError(f'{checkpoint}: {e}') from None
   overrides = {}
   for key in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode'):
     if config.model[key] != arch[key]:
       overrides[f'--config.model.{key}'] = arch[key]
       config.model[key] = arch[key]
-  match = re.search(r'(\d+)\.pt$', args.checkpoint)
+  match = re.search(r'(\d+)\.pt$', checkpoint)
   step = int(match.group(1)) if match else 0
   model = train_lib.build_model(config, arch['num_actions'])
   tx = train_lib.build_optimizer(config)
@@ -111,15 +110,15 @@ def import_model(checkpoint, config, workdir):
   shapes = jax.tree_util.tree_map(np.shape, state.params)
   got = jax.tree_util.tree_map(np.shape, params)
   if shapes != got:
-    raise common.DatasetFormatError(f'{args.checkpoint}: imported parameters do not fit the model '
+    raise common.DatasetFormatError(f'{checkpoint}: imported parameters do not fit the model '
                                     'built from the config (different tree or shapes).')
   state = state.replace(step=jnp.asarray(step, jnp.int32),
                         params=jax.tree_util.tree_map(jnp.asarray, params),
                         opt_state=tx.init(params),
                         ema_params=params if config.train.ema_decay else {})
-  os.makedirs(args.workdir, exist_ok=True)
-  train_lib._write_config(args.workdir, config)
-  manager = train_lib.checkpoint_manager(args.workdir, config)
+  os.makedirs(workdir, exist_ok=True)
+  train_lib._write_config(workdir, config)
+  manager = train_lib.checkpoint_manager(workdir, config)
   train_lib.save_checkpoint(manager, state, {})
   manager.wait_until_finished()
   manager.close()
