@@ -117,7 +117,7 @@ def import_model(checkpoint, config, workdir):
                         opt_state=tx.init(params),
                         ema_params=params if config.train.ema_decay else {})
   os.makedirs(workdir, exist_ok=True)
-  train_lib._write_config(workdir, config)
+  train_lib.write_config(workdir, config)
   manager = train_lib.checkpoint_manager(workdir, config)
   train_lib.save_checkpoint(manager, state, {})
   manager.wait_until_finished()

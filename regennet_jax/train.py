@@ -219,7 +219,7 @@ class _StopFlag:
     return False
 
 
-def _write_config(workdir, config):
+def write_config(workdir, config):
   """Writes config.json; on resume refuses a config whose model/diffusion differ."""
   path = os.path.join(workdir, 'config.json')
   current = json.loads(config.to_json_best_effort())
@@ -268,7 +268,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   if is_main:
-    _write_config(workdir, config)
+    write_config(workdir, config)
   train_src, _, class_names = sources.load_splits(config.data)
   mesh = make_mesh(config.train.model_parallel, devices)
   data_size = mesh.shape['data']
