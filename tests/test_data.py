@@ -224,3 +224,12 @@ def test_dataset_shards_hosts_disjointly():
   assert all(len(s) == 4 for s in seen)
   with pytest.raises(ValueError, match='cannot fill one batch'):
     pipeline.make_dataset(src[:3], 4, w, repeat=False)
+
+
+def test_synthetic_has_no_constant_channels():
+  # Real captures vary in every rot6d component; a constant one would make feature metrics (whose
+  # input BatchNorm divides by the channel std) explode on any generated deviation.
+  motions = [pipeline.to_model_motion(s[k], 0) for s in synthetic.generate_split(0, 48)
+             for k in ('actor', 'reactor')]
+  std = np.concatenate(motions).std(axis=0)[:55]
+  assert std.min() > 5e-4, np.unravel_index(std.argmin(), std.shape)

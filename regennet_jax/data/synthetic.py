@@ -87,17 +87,20 @@ def _idle(p, t, rng):
   drift = np.stack([np.interp(t, np.linspace(t[0], t[-1], 4), knots[:, j, k])
                     for j in range(22) for k in range(3)], axis=1).reshape(len(t), 22, 3)
   p.angles[:, :22] += drift
-  # Hands and face are never perfectly still: a relaxed finger curl that drifts, small jaw and eye
-  # motion. (Constant joints would also leave zero-variance channels that make feature-based
-  # metrics explode on the tiniest generated deviation.)
+  # Hands and face are never perfectly still: a relaxed finger curl that drifts, plus small drift
+  # about every axis of every joint. (Exactly constant joints -- or rot6d components that stay 0
+  # under single-axis motion -- would leave zero-variance channels, which real captures never have
+  # and which make feature-based metrics explode on the tiniest generated deviation.)
   t_knots = np.linspace(t[0], t[-1], 3)
   for joint in range(22, 55):
     curl = rng.uniform(0.05, 0.35) if joint >= 25 else rng.uniform(0.0, 0.08)
-    knots = curl + rng.normal(0, 0.05, 3)
-    wave = np.interp(t, t_knots, knots)
-    axis = 2 if joint >= 25 else 0
     # Right-hand fingers curl the other way round the z axis, as the hands are mirrored.
-    p.angles[:, joint, axis] += -wave if 40 <= joint < 55 else wave
+    sign = -1.0 if 40 <= joint < 55 else 1.0
+    for axis in range(3):
+      knots = rng.normal(0, 0.04, 3)
+      if axis == (2 if joint >= 25 else 0):  # fingers curl about z, the jaw opens about x
+        knots = knots + sign * curl
+      p.angles[:, joint, axis] += np.interp(t, t_knots, knots)
 
 
 def _reach(p, t, side, env, forward=1.4, up=0.0, bend=0.2):
