@@ -296,7 +296,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
   start = manager.latest_step()
   if start is not None:
     state, data_state = restore_checkpoint(manager, start, state, shardings)
-    data_iter.set_state(data_state)
+    if data_state:  # imported checkpoints have no input position: fine-tuning starts the data anew
+      data_iter.set_state(data_state)
     if is_main:
       print(f'Resumed from {manager.directory}/{start}')
 

@@ -20,12 +20,11 @@ from regennet_jax.evaluation import recognizer as recognizer_lib
 # Errors caused by the user's config, data or files: reported as one clear line, no traceback
 # (set REGENNET_DEBUG=1 to see it).
 USER_ERRORS = () if os.environ.get('REGENNET_DEBUG') else (
-    recognizer_lib.RecognizerMissing,
     train_lib.TrainingError, DatasetFormatError, BodyModelError, ValueError, FileNotFoundError,
     FileExistsError)
 
 
-def test_windows(config, test_src, count):
+def windows_from_test_split(config, test_src, count):
   """The first `count` test sequences as fixed windows (from frame 0), stacked."""
   windowing = pipeline.Windowing(config.data.num_frames, crop='start')
   rng = np.random.default_rng(0)
@@ -40,7 +39,7 @@ def _sample_test_set(config, workdir, params, count, repetitions=1):
   schedule = train_lib.build_schedule(config, config.sample.respacing)
   sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
                                 config.sample.guidance_scale)
-  batch, names = test_windows(config, test_src, count)
+  batch, names = windows_from_test_split(config, test_src, count)
   mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
   generated = sample.generate(sampler, params, batch['actor'], batch['label'],
                               jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size,
@@ -146,7 +145,7 @@ def stream_from_checkpoint(config, workdir):
   from regennet_jax import streaming
   params, step, class_names = load_params(config, workdir)
   _, test_src, _ = sources.load_splits(config.data)
-  batch, _ = test_windows(config, test_src, config.stream.batch_size)
+  batch, _ = windows_from_test_split(config, test_src, config.stream.batch_size)
   model = train_lib.build_model(config, len(class_names))
   schedule = train_lib.build_schedule(config, config.sample.respacing)
   key = jax.random.PRNGKey(config.seed)
