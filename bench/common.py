@@ -26,10 +26,16 @@ def time_fn(fn, *args, repeats=5, warmup=1):
   return times[len(times) // 2]
 
 
+def peak_rss_mb():
+  """Peak resident memory of this process so far (MB)."""
+  import resource
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def machine():
   return {'backend': jax.default_backend(), 'devices': jax.device_count(),
           'cpu_count': os.cpu_count(), 'python': platform.python_version(), 'jax': jax.__version__}
 
 
 def emit(result):
-  print(json.dumps({**result, 'machine': machine()}, indent=2))
+  print(json.dumps({**result, 'peak_rss_mb': peak_rss_mb(), 'machine': machine()}, indent=2))

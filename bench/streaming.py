@@ -6,7 +6,6 @@ Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 10
 """
 
 import argparse
-import resource
 
 from common import emit
 
@@ -44,8 +43,7 @@ def main():
       stream.push(actor[f])
     results[f'{steps}_steps'] = stream.latency_report()
   emit({'benchmark': 'streaming', 'preset': args.preset, **p, 'frames': args.frames,
-        'latency': results,
-        'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+        'latency': results})
 
 
 if __name__ == '__main__':

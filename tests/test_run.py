@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.tiny import ROOT, cli_overrides
 
@@ -75,7 +76,8 @@ def test_bad_input_gets_one_clear_line(tmp_path):
   assert proc.returncode == 1 and 'nowhere: not a dataset directory' in proc.stderr
 
 
-def test_sigterm_saves_and_the_next_run_resumes(tmp_path):
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])  # preemption, Ctrl-C
+def test_interrupt_saves_and_the_next_run_resumes(tmp_path, sig):
   workdir = tmp_path / 'run'
   args = [f'--workdir={workdir}'] + cli_overrides(**{'train.num_steps': 100000,
                                                       'train.checkpoint_every': 100000})
@@ -86,11 +88,11 @@ def test_sigterm_saves_and_the_next_run_resumes(tmp_path):
   while time.time() < deadline and (not metrics.exists() or
                                     len(metrics.read_text().splitlines()) < 3):
     time.sleep(0.5)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(sig)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-3000:]
   result = _last_json(out)
-  assert result['stopped_by'] == 'SIGTERM'
+  assert result['stopped_by'] == sig.name
   saved = result['steps']
   assert saved >= 3
   assert os.listdir(workdir / 'checkpoints') == [str(saved)]
