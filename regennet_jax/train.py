@@ -321,9 +321,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
         if not np.isfinite(metrics['loss']):
           raise TrainingError(
               f'loss became {metrics["loss"]} at step {step + 1} (terms: '
-              + ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items()) + '). The state of step '
-              f'{step} and the last checkpoint ({manager.latest_step()}) are kept; lower '
-              'train.learning_rate or set train.grad_clip.')
+              + ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items()) + '). Stopped '
+              f'without saving; the last good checkpoint is step {manager.latest_step()}. Lower '
+              'train.learning_rate or set train.grad_clip, then rerun to resume from it.')
         step += 1
         window.append({k: float(v) for k, v in metrics.items()})
         bar.update(1)
