@@ -35,7 +35,7 @@ def _set_metrics(recog, x, labels, real_feats, num_classes, rng, e):
   logits, feats = recog(x)
   out = {'accuracy': metrics.accuracy(logits, labels),
          'fid': metrics.fid(real_feats, feats),
-         'diversity': metrics.diversity(feats, rng, min(e.diversity_pairs, len(feats))),
+         'diversity': metrics.diversity(feats, rng, e.diversity_pairs),
          'multimodality': metrics.multimodality(feats, labels, num_classes, rng, e.multimodality_pairs),
          'kid': metrics.kid(real_feats, feats, rng, e.kid_subsets, e.kid_subset_size)}
   out['precision'], out['recall'] = metrics.precision_recall(real_feats, feats)
