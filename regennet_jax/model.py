@@ -9,7 +9,6 @@ each frame is one token of width `latent_dim`. The network predicts the clean re
 - 'offline' (ablation): post-norm Transformer *encoder* over [memory token; frames], no mask.
 """
 
-from typing import Optional
 
 import flax.linen as nn
 import jax

@@ -2,7 +2,6 @@
 whole chain in one jitted `lax.scan`, batches split over the devices of a Mesh.
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp

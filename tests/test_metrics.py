@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from regennet_jax.evaluation import metrics
 

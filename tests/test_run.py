@@ -98,7 +98,7 @@ def test_interrupt_saves_and_the_next_run_resumes(tmp_path, sig):
   assert os.listdir(workdir / 'checkpoints') == [str(saved)]
   proc = _run([f'--workdir={workdir}'] + cli_overrides(**{'train.num_steps': saved + 2}))
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert f'Resumed from' in proc.stdout + proc.stderr
+  assert 'Resumed from' in proc.stdout + proc.stderr
   assert _last_json(proc.stdout)['steps'] == saved + 2
 
 
