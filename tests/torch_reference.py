@@ -53,7 +53,8 @@ class CMDM(nn.Module):
           nn.TransformerDecoderLayer(d, heads, ff, 0.1, activation='gelu'), layers)
     else:
       self.seqTransEncoder = nn.TransformerEncoder(
-          nn.TransformerEncoderLayer(d, heads, ff, 0.1, activation='gelu'), layers)
+          nn.TransformerEncoderLayer(d, heads, ff, 0.1, activation='gelu'), layers,
+          enable_nested_tensor=False)
     self.embed_timestep = _Time(d)
     if actions:
       self.embed_action = _Action(actions, d)
