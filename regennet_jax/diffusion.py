@@ -158,16 +158,33 @@ def ddim_step(schedule, x0_pred, x_t, t, noise, eta=0.0):
   return mean + nonzero * sigma * noise
 
 
+def noise_at(key, frame, per_frame_shape, dtype=jnp.float32):
+  """The standard normal draw [B, ...] of one frame: it depends only on (key, frame)."""
+  return jax.random.normal(jax.random.fold_in(key, frame), per_frame_shape, dtype)
+
+
 def frame_noise(key, shape, dtype=jnp.float32):
   """Standard normal noise [B, T, ...] where frame f's values depend only on (key, f).
 
   Drawing each frame from its own folded key makes a whole-sequence chain and a frame-by-frame
   (streaming) chain see identical noise, whatever the sequence length.
   """
-  frames = shape[1]
   per_frame = (shape[0],) + tuple(shape[2:])
-  draw = lambda f: jax.random.normal(jax.random.fold_in(key, f), per_frame, dtype)
-  return jnp.moveaxis(jax.vmap(draw)(jnp.arange(frames)), 0, 1)
+  draw = lambda f: noise_at(key, f, per_frame, dtype)
+  return jnp.moveaxis(jax.vmap(draw)(jnp.arange(shape[1])), 0, 1)
+
+
+def chain_noise_keys(key):
+  """(key of x_T, function i -> key of step i's noise): the one way every sampler splits its key."""
+  init_key, step_key = jax.random.split(key)
+  return init_key, lambda i: jax.random.fold_in(step_key, i)
+
+
+def reverse_step(schedule, method, x0_pred, x_t, t, noise, eta=0.0):
+  """One step of the reverse chain: 'ddpm' (ancestral, FIXED_SMALL) or 'ddim'."""
+  if method == 'ddpm':
+    return ddpm_step(schedule, x0_pred, x_t, t, noise)
+  return ddim_step(schedule, x0_pred, x_t, t, noise, eta)
 
 
 def classifier_free_guidance(model_fn, scale):
@@ -201,18 +218,14 @@ def sample_loop(denoise_fn: Callable, schedule: Schedule, shape, key, method='dd
   if method not in ('ddpm', 'ddim'):
     raise ValueError(f"sampling method must be 'ddpm' or 'ddim', got {method!r}")
   n = schedule.num_steps
-  init_key, step_key = jax.random.split(key)
+  init_key, step_key = chain_noise_keys(key)
   x = frame_noise(init_key, shape) if x_init is None else x_init
 
   def step(x, i):
     t = jnp.full((shape[0],), i, jnp.int32)
     x0 = denoise_fn(x, schedule.timestep_map[t])
-    noise = frame_noise(jax.random.fold_in(step_key, i), shape, x.dtype)
-    if method == 'ddpm':
-      x = ddpm_step(schedule, x0, x, t, noise)
-    else:
-      x = ddim_step(schedule, x0, x, t, noise, eta)
-    return x, None
+    noise = frame_noise(step_key(i), shape, x.dtype)
+    return reverse_step(schedule, method, x0, x, t, noise, eta), None
 
   x, _ = jax.lax.scan(step, x, jnp.arange(n - 1, -1, -1))
   return x

@@ -39,11 +39,11 @@ def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0
   n = schedule.num_steps
 
   def step(params, caches, actor_frame, label, frame, key):
-    init_key, step_key = jax.random.split(key)
+    init_key, step_key = diffusion.chain_noise_keys(key)
     batch = actor_frame.shape[0]
     frame_shape = (batch,) + actor_frame.shape[1:]
     # The same per-frame draws as diffusion.frame_noise in sample_loop.
-    x = jax.random.normal(jax.random.fold_in(init_key, frame), frame_shape, actor_frame.dtype)
+    x = diffusion.noise_at(init_key, frame, frame_shape, actor_frame.dtype)
     positions = frame[None]
 
     def body(x, inputs):
@@ -62,13 +62,8 @@ def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0
 
       denoise = diffusion.classifier_free_guidance(model_fn, guidance_scale) if guided else model_fn
       x0 = denoise(x[:, None], schedule.timestep_map[t])[:, 0]
-      noise = jax.random.normal(jax.random.fold_in(jax.random.fold_in(step_key, i), frame),
-                                frame_shape, x.dtype)
-      if method == 'ddpm':
-        x = diffusion.ddpm_step(schedule, x0, x, t, noise)
-      else:
-        x = diffusion.ddim_step(schedule, x0, x, t, noise, eta)
-      return x, updated['cache']
+      noise = diffusion.noise_at(step_key(i), frame, frame_shape, x.dtype)
+      return diffusion.reverse_step(schedule, method, x0, x, t, noise, eta), updated['cache']
 
     x, caches = jax.lax.scan(body, x, (jnp.arange(n), caches), reverse=True)
     return x, caches

@@ -26,11 +26,11 @@ USER_ERRORS = () if os.environ.get('REGENNET_DEBUG') else (
 
 def windows_from_test_split(config, test_src, count):
   """The first `count` test sequences as fixed windows (from frame 0), stacked."""
-  windowing = pipeline.Windowing(config.data.num_frames, crop='start')
-  rng = np.random.default_rng(0)
-  items = [pipeline.make_window(test_src[i], windowing, rng) for i in range(min(count, len(test_src)))]
-  names = [str(test_src[i].get('name', i)) for i in range(len(items))]
-  return {k: np.stack([it[k] for it in items]) for k in items[0]}, names
+  indices = range(min(count, len(test_src)))
+  batch = pipeline.stack_windows(test_src, indices,
+                                 pipeline.Windowing(config.data.num_frames, crop='start'),
+                                 np.random.default_rng(0))
+  return batch, [str(test_src[i].get('name', i)) for i in indices]
 
 
 def _sample_test_set(config, workdir, params, count, repetitions=1):

@@ -83,6 +83,12 @@ def make_window(sample, windowing: Windowing, rng: np.random.Generator):
   }
 
 
+def stack_windows(source, indices, windowing: Windowing, rng: np.random.Generator):
+  """Examples of source[i] for i in indices, stacked into one batch dict (see module docstring)."""
+  items = [make_window(source[int(i)], windowing, rng) for i in indices]
+  return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
 class _WindowTransform(grain.transforms.RandomMap):
 
   def __init__(self, windowing):

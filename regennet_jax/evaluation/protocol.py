@@ -26,9 +26,8 @@ METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'kid', 'precision', 
 
 
 def _draw(config, src, indices, rng):
-  windowing = pipeline.Windowing(config.data.num_frames, 'random')
-  items = [pipeline.make_window(src[int(i)], windowing, rng) for i in indices]
-  return {k: np.stack([it[k] for it in items]) for k in ('actor', 'reactor', 'label')}
+  return pipeline.stack_windows(src, indices, pipeline.Windowing(config.data.num_frames, 'random'),
+                                rng)
 
 
 def _set_metrics(recog, x, labels, real_feats, num_classes, rng, e):

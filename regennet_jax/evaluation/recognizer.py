@@ -81,12 +81,9 @@ def train_recognizer(config, workdir, progress=True):
 
 def real_pairs(config, src, count, rng=None, crop='start'):
   """`count` real windows of `src` as recognizer input (+ labels)."""
-  rng = rng or np.random.default_rng(0)
-  windowing = pipeline.Windowing(config.data.num_frames, crop)
-  items = [pipeline.make_window(src[int(i)], windowing, rng) for i in range(count)]
-  actor = np.stack([it['actor'] for it in items])
-  reactor = np.stack([it['reactor'] for it in items])
-  return pair_input(actor, reactor), np.array([it['label'] for it in items])
+  batch = pipeline.stack_windows(src, range(count), pipeline.Windowing(config.data.num_frames, crop),
+                                 rng or np.random.default_rng(0))
+  return pair_input(batch['actor'], batch['reactor']), batch['label']
 
 
 class Recognizer:
