@@ -30,6 +30,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--preset', choices=sorted(PRESETS), default='ntu')
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--matmul_dtype', default='float32', choices=['float32', 'bfloat16'])
   args = parser.parse_args()
   p = PRESETS[args.preset]
   config = synthetic.get_config()
@@ -37,6 +38,7 @@ def main():
       p['num_layers'], p['latent_dim'], p['ff_size'])
   config.data.num_frames = p['num_frames']
   config.train.batch_size = p['batch_size']
+  config.model.matmul_dtype = args.matmul_dtype
 
   model = train_lib.build_model(config, 26)
   tx = train_lib.build_optimizer(config)
@@ -61,7 +63,7 @@ def main():
   fk = jax.jit(jax.value_and_grad(lambda m: jnp.sum(kinematics.motion_to_joints(m, rest) ** 2)))
   fk_time = time_fn(fk, stacked, repeats=args.repeats)
   emit({
-      'benchmark': 'train_step', 'preset': args.preset, **p,
+      'benchmark': 'train_step', 'preset': args.preset, **p, 'matmul_dtype': args.matmul_dtype,
       'step_seconds': step_time, 'steps_per_sec': 1 / step_time,
       'samples_per_sec': p['batch_size'] / step_time,
       'fk_fwd_bwd_seconds_3x_batch': fk_time, 'fk_share_of_step': fk_time / step_time,

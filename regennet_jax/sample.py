@@ -18,18 +18,55 @@ def uses_guidance(model, guidance_scale):
   return model.cond_mode == 'action' and model.cond_mask_prob > 0 and guidance_scale != 1.0
 
 
-def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0):
-  """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted)."""
+CPU_CHUNK_SIZE = 16  # reactions per denoiser pass on CPU: the activations then stay in cache
+
+
+def resolve_chunk_size(chunk_size, backend=None):
+  """0 means automatic: CPU_CHUNK_SIZE on CPU, the whole batch (None) on accelerators."""
+  if chunk_size < 0:
+    raise ValueError(f'sample.chunk_size must be >= 0, got {chunk_size}')
+  if chunk_size:
+    return chunk_size
+  return CPU_CHUNK_SIZE if (backend or jax.default_backend()) == 'cpu' else None
+
+
+def map_in_chunks(fn, args, chunk_size):
+  """fn over the leading (batch) axis of every array in `args`, `chunk_size` rows at a time.
+
+  Chunks run one after another (lax.map), so only one chunk's activations are live: on a CPU a
+  16-sample chunk of the paper's denoiser runs ~20% faster per sample than a 64-sample batch.
+  Chunk c takes rows c, c + n, c + 2n, ... (n chunks) rather than a contiguous block, so that with
+  the batch sharded over devices every chunk still spans all of them. Results equal fn(*args).
+  """
+  batch = args[0].shape[0]
+  if not chunk_size or chunk_size >= batch:
+    return fn(*args)
+  # The fewest chunks of at most chunk_size rows that divide the batch evenly.
+  n = next(n for n in range(-(-batch // chunk_size), batch + 1) if batch % n == 0)
+  split = lambda a: jnp.moveaxis(a.reshape((batch // n, n) + a.shape[1:]), 1, 0)
+  out = jax.lax.map(lambda chunk: fn(*chunk), tuple(split(a) for a in args))
+  return jnp.moveaxis(out, 0, 1).reshape((batch,) + out.shape[2:])
+
+
+def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, chunk_size=0):
+  """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted).
+
+  chunk_size: reactions per denoiser pass (see map_in_chunks); 0 picks it for the backend. The
+  result does not depend on it (the chain's noise is drawn for the whole batch).
+  """
   guided = uses_guidance(model, guidance_scale)
+  chunk_size = resolve_chunk_size(chunk_size)
 
   def sample(params, actor, label, key):
-    if guided:
-      def model_fn(x_t, t, uncond):
-        return model.apply({'params': params}, x_t, t, jnp.concatenate([actor, actor]),
-                           jnp.concatenate([label, label]), uncond=uncond)
-      denoise_fn = diffusion.classifier_free_guidance(model_fn, guidance_scale)
-    else:
-      denoise_fn = lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label)
+    def denoise_chunk(x_t, t, actor, label):
+      if guided:
+        def model_fn(x_t, t, uncond):
+          return model.apply({'params': params}, x_t, t, jnp.concatenate([actor, actor]),
+                             jnp.concatenate([label, label]), uncond=uncond)
+        return diffusion.classifier_free_guidance(model_fn, guidance_scale)(x_t, t)
+      return model.apply({'params': params}, x_t, t, actor, label)
+
+    denoise_fn = lambda x_t, t: map_in_chunks(denoise_chunk, (x_t, t, actor, label), chunk_size)
     return diffusion.sample_loop(denoise_fn, schedule, actor.shape, key, method=method, eta=eta)
 
   return sample

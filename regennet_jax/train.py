@@ -44,12 +44,19 @@ class TrainState:
 
 # ----------------------------------------------------------------------------- building blocks
 
-def build_model(config, num_actions):
+def build_model(config, num_actions, for_sampling=False):
+  """The denoiser of config.model. Sampling, streaming and evaluation (for_sampling=True) use the
+  same parameters with config.sample.matmul_dtype instead of config.model.matmul_dtype."""
   m = config.model
+  field = 'sample.matmul_dtype' if for_sampling else 'model.matmul_dtype'
+  matmul_dtype = config.sample.matmul_dtype if for_sampling else m.matmul_dtype
+  if matmul_dtype not in ('float32', 'bfloat16'):
+    raise ValueError(f"{field} must be 'float32' or 'bfloat16', got {matmul_dtype!r}")
   return Denoiser(arch=m.arch, num_layers=m.num_layers, latent_dim=m.latent_dim, ff_size=m.ff_size,
                   num_heads=m.num_heads, dropout=m.dropout, fusion=m.fusion, cond_mode=m.cond_mode,
                   num_actions=max(1, num_actions), cond_mask_prob=m.cond_mask_prob,
-                  dtype=jnp.dtype(m.dtype))
+                  dtype=jnp.dtype(m.dtype),
+                  matmul_dtype=None if matmul_dtype == 'float32' else matmul_dtype)
 
 
 def build_schedule(config, respacing=''):
@@ -219,6 +226,11 @@ class _StopFlag:
     return False
 
 
+# Model fields that change how the network computes, not its parameters: a run may resume with
+# other values (e.g. continue a float32 run with bfloat16 matmuls).
+ARITHMETIC_ONLY_MODEL_KEYS = ('dtype', 'matmul_dtype')
+
+
 def write_config(workdir, config):
   """Writes config.json; on resume refuses a config whose model/diffusion differ."""
   path = os.path.join(workdir, 'config.json')
@@ -229,6 +241,8 @@ def write_config(workdir, config):
     for section in ('model', 'diffusion', 'data'):
       keys = ('num_frames',) if section == 'data' else current[section].keys()
       for key in keys:
+        if section == 'model' and key in ARITHMETIC_ONLY_MODEL_KEYS:
+          continue
         if previous.get(section, {}).get(key) != current[section][key]:
           raise TrainingError(
               f'{workdir} holds a run with {section}.{key}={previous.get(section, {}).get(key)!r}, '

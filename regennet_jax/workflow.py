@@ -35,10 +35,10 @@ def windows_from_test_split(config, test_src, count):
 
 def _sample_test_set(config, workdir, params, count, repetitions=1):
   _, test_src, class_names = sources.load_splits(config.data)
-  model = train_lib.build_model(config, len(class_names))
+  model = train_lib.build_model(config, len(class_names), for_sampling=True)
   schedule = train_lib.build_schedule(config, config.sample.respacing)
   sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
-                                config.sample.guidance_scale)
+                                config.sample.guidance_scale, config.sample.chunk_size)
   batch, names = windows_from_test_split(config, test_src, count)
   mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
   generated = sample.generate(sampler, params, batch['actor'], batch['label'],
@@ -136,7 +136,8 @@ def sample_from_checkpoint(config, workdir):
   params, step, _ = load_params(config, workdir)
   _, generated, _, npz = _sample_test_set(config, workdir, params, config.sample.num_samples,
                                           config.sample.num_repetitions)
-  return {'checkpoint_step': step, 'samples': npz, 'shape': list(generated.shape)}
+  return {'checkpoint_step': step, 'samples': npz, 'shape': list(generated.shape),
+          'matmul_dtype': config.sample.matmul_dtype}
 
 
 def stream_from_checkpoint(config, workdir):
@@ -146,7 +147,7 @@ def stream_from_checkpoint(config, workdir):
   params, step, class_names = load_params(config, workdir)
   _, test_src, _ = sources.load_splits(config.data)
   batch, _ = windows_from_test_split(config, test_src, config.stream.batch_size)
-  model = train_lib.build_model(config, len(class_names))
+  model = train_lib.build_model(config, len(class_names), for_sampling=True)
   schedule = train_lib.build_schedule(config, config.sample.respacing)
   key = jax.random.PRNGKey(config.seed)
   frames = batch['actor'].shape[1]
@@ -156,7 +157,7 @@ def stream_from_checkpoint(config, workdir):
       eta=config.sample.eta, guidance_scale=config.sample.guidance_scale, label=batch['label'])
   streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
   sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
-                                config.sample.guidance_scale)
+                                config.sample.guidance_scale, config.sample.chunk_size)
   whole = np.asarray(jax.jit(sampler)(params, batch['actor'], batch['label'], key))
   result = {'checkpoint_step': step, 'streams': len(batch['actor']), 'frames': frames,
             'denoising_steps': int(schedule.num_steps), 'method': config.sample.method,

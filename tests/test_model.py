@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +166,25 @@ def test_single_token_cross_attention_equals_general_attention():
   draws = np.asarray(jax.jit(jax.vmap(draw))(jax.random.split(jax.random.PRNGKey(1), 8000)))
   assert not np.allclose(draws[0], draws[1])
   np.testing.assert_allclose(draws.mean(0), general.apply(params, h, memory), atol=0.08)
+
+
+@pytest.mark.parametrize('arch', ['online', 'offline'])
+def test_bfloat16_matmuls_same_parameters_close_outputs(arch):
+  x, t, actor = _inputs()
+  exact = Denoiser(arch=arch, **TINY)
+  fast = Denoiser(arch=arch, matmul_dtype='bfloat16', **TINY)
+  params = _init(exact, x, t, actor)['params']
+  fast_shapes = jax.eval_shape(fast.init, jax.random.PRNGKey(0), x, t, actor)['params']
+  assert (jax.tree_util.tree_map(lambda p: (p.shape, p.dtype), params)
+          == jax.tree_util.tree_map(lambda p: (p.shape, p.dtype), fast_shapes))
+  want = np.asarray(exact.apply({'params': params}, x, t, actor))
+  apply_fast = jax.jit(lambda p: fast.apply({'params': p}, x, t, actor))
+  got = np.asarray(apply_fast(params))
+  assert got.dtype == np.float32
+  rel = np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2))
+  assert 1e-5 < rel < 2e-2, rel  # bfloat16 rounding (~0.4% per operand), nothing worse
+  # The layers' matrix multiplies really take bfloat16 operands and accumulate in float32.
+  mixed = re.findall(r'dot_general.*\(tensor<\S*xbf16>, tensor<\S*xbf16>\) -> tensor<\S*xf32>',
+                     apply_fast.lower(params).as_text())
+  per_layer = 6 if arch == 'online' else 4  # q, k, v, out, ff1, ff2 (+ cross-attn value/out)
+  assert len(mixed) >= per_layer * TINY['num_layers'], len(mixed)

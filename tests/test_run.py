@@ -45,11 +45,14 @@ def test_train_then_sample(tmp_path):
   assert data['reactor_axis_angle'].shape[-2:] == (55, 3)
   assert len(data['action']) == len(data['reactor'])
 
-  proc = _run([f'--workdir={workdir}', '--mode=sample', '--config.sample.num_repetitions=3']
+  # bfloat16 matmuls, 12 reactions in passes of 2: the speed options work from the command line.
+  proc = _run([f'--workdir={workdir}', '--mode=sample', '--config.sample.num_repetitions=3',
+               '--config.sample.matmul_dtype=bfloat16', '--config.sample.chunk_size=2']
               + cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = _last_json(proc.stdout)
   assert result['checkpoint_step'] == 6 and result['shape'] == [4, 3, 12, 56, 6]
+  assert result['matmul_dtype'] == 'bfloat16'
   data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
   assert data['reactor'].shape == (4, 3, 12, 56, 6)
   assert data['reactor_axis_angle'].shape == (4, 3, 12, 55, 3)

@@ -66,3 +66,13 @@ def test_stream_rejects_misuse():
   offline = Denoiser(arch='offline', **TINY)
   with pytest.raises(ValueError, match='online'):
     streaming.ReactionStream(offline, params, sched, jax.random.PRNGKey(0))
+
+
+def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
+  model, params, actor, label = _setup(matmul_dtype='bfloat16')
+  sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
+  key = jax.random.PRNGKey(3)
+  full = np.asarray(jax.jit(sample.make_sampler(model, sched))(params, actor, label, key))
+  stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
+  frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
+  np.testing.assert_allclose(frames, full, atol=1e-4)

@@ -46,10 +46,10 @@ def evaluate(config, workdir, params, progress=True):
   train_src, test_src, class_names = sources.load_splits(config.data)
   num_classes = len(class_names)
   recog, recog_info = recognizer_lib.load_recognizer(config, workdir, num_classes)
-  model = train_lib.build_model(config, num_classes)
+  model = train_lib.build_model(config, num_classes, for_sampling=True)
   schedule = train_lib.build_schedule(config, e.respacing)
   sampler = sample_lib.make_sampler(model, schedule, e.method, config.sample.eta,
-                                    config.sample.guidance_scale)
+                                    config.sample.guidance_scale, config.sample.chunk_size)
   mesh = train_lib.make_mesh(1, jax.local_devices())
   runs = {split: {'generated': {m: [] for m in METRICS}, 'real': {m: [] for m in METRICS}}
           for split in ('train', 'test')}
@@ -75,7 +75,8 @@ def evaluate(config, workdir, params, progress=True):
   report = {'dataset': config.data.name, 'num_seeds': e.num_seeds,
             'num_samples': {'train': min(e.num_samples, len(train_src)),
                             'test': min(e.num_samples, len(test_src))},
-            'sampling': f'{e.method} {e.respacing}', 'recognizer': recog_info, 'results': summary}
+            'sampling': f'{e.method} {e.respacing}, {config.sample.matmul_dtype} matmuls',
+            'recognizer': recog_info, 'results': summary}
   with open(os.path.join(workdir, 'eval_report.json'), 'w') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(workdir, 'eval_report.md'), 'w') as f:
