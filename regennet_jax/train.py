@@ -253,15 +253,21 @@ def write_config(workdir, config):
 
 
 class MetricsLog:
-  """Scalars to metrics.jsonl and (process 0) TensorBoard event files."""
+  """Scalars to metrics.jsonl and (process 0) TensorBoard event files.
 
-  def __init__(self, workdir, enabled=True):
+  `resume_step` is the checkpoint training continues from: records of later steps (logged before a
+  hard kill, and about to be redone) are dropped, so each step appears once in either log.
+  """
+
+  def __init__(self, workdir, enabled=True, resume_step=0):
     self.enabled = enabled
     self.tb = None
     if enabled:
       from tensorboardX import SummaryWriter
-      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
-      self.file = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
+      path = os.path.join(workdir, 'metrics.jsonl')
+      _drop_records_after(path, resume_step)
+      self.file = open(path, 'a')
 
   def write(self, step, scalars):
     if not self.enabled:
@@ -275,6 +281,25 @@ class MetricsLog:
     if self.enabled:
       self.tb.close()
       self.file.close()
+
+
+def _drop_records_after(path, step):
+  """Rewrites the jsonl file at `path` without records whose 'step' is beyond `step`."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)['step'] <= step:
+        kept.append(line if line.endswith('\n') else line + '\n')
+    except (ValueError, KeyError, TypeError):
+      pass  # a line cut short by the kill
+  if len(kept) != len(lines):
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(kept)
+    os.replace(path + '.tmp', path)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progress=True):
@@ -319,7 +344,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
   step_fn = jax.jit(make_train_step(config, model, tx, schedule, rest, weights),
                     in_shardings=(shardings, batch_sharding, NamedSharding(mesh, P())),
                     out_shardings=(shardings, NamedSharding(mesh, P())), donate_argnums=(0,))
-  log = MetricsLog(workdir, enabled=is_main)
+  log = MetricsLog(workdir, enabled=is_main, resume_step=int(state.step))
   num_steps = config.train.num_steps
   step = int(state.step)
   summary = {'start_step': step, 'stopped_by': None}

@@ -34,8 +34,12 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
   first, _ = train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path / 'b'),
                              progress=False)
   assert int(first.step) == 3
+  # A hard kill after logging steps 4-5 but before their checkpoint, mid-way through a line.
+  with open(tmp_path / 'b' / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 4, "loss": 9.0}\n{"step": 5, "loss": 9.0}\n{"step": 6, "lo')
   resumed, summary = train_lib.train(tiny_config(), str(tmp_path / 'b'), progress=False)
   assert summary['start_step'] == 3
+  assert [r['step'] for r in _metrics(tmp_path / 'b')] == list(range(1, 7))  # each step once
   loss_a = [r['loss'] for r in _metrics(tmp_path / 'a')]
   loss_b = [r['loss'] for r in _metrics(tmp_path / 'b')]
   np.testing.assert_allclose(loss_b, loss_a, rtol=1e-6)
