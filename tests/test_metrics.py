@@ -71,3 +71,28 @@ def test_summarize_intervals():
   assert s['mean'] == 2.5 and s['n'] == 4
   np.testing.assert_allclose(s['paper_interval'], 1.96 * 1.25)  # 1.96 x population variance
   np.testing.assert_allclose(s['ci95'], 1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+def _released_loop(num_available, num_samples, batch_size):
+  """The released evaluation's batching, step by step (REGENNET_SPEC.md section 6.2)."""
+  batches = [batch_size] * (num_available // batch_size)  # drop_last
+  kept = []
+  for b in batches:
+    if len(kept) * batch_size > num_samples:
+      break
+    kept.append(b)
+  if kept:
+    kept[-1] = num_samples % batch_size
+  return sum(kept)
+
+
+def test_original_sample_count_matches_the_released_batching():
+  from regennet_jax.evaluation.protocol import original_sample_count
+  assert original_sample_count(3845, 1000, 64) == 1000  # NTU test
+  assert original_sample_count(74, 1000, 64) == 40      # Chi3D test: the paper's quirk
+  assert original_sample_count(300, 1000, 64) == 232    # Chi3D train
+  for available in (64, 70, 130, 500, 1100, 4000):
+    for num in (10, 64, 100, 1000):
+      for batch in (4, 16, 64):
+        assert original_sample_count(available, num, batch) == _released_loop(available, num, batch)
+  assert original_sample_count(10, 1000, 64) == 10  # less than one batch: all of it

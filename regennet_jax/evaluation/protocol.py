@@ -4,8 +4,9 @@ multimodality (plus KID and precision/recall); results are averaged over seeds.
 
 Differences from the released code, on purpose: a split with fewer sequences than
 eval.num_samples is evaluated on all of them (the original truncates Chi3D's 74 test sequences to
-40 by its batching), and the 'Real' row's FID compares two independent real draws (the original
-reports 0 by construction).
+40 by its batching; eval.original_sample_counts=True reproduces that, see original_sample_count),
+and the 'Real' row's FID compares two independent real draws (the original reports 0 by
+construction).
 """
 
 import json
@@ -23,6 +24,19 @@ from regennet_jax.evaluation import metrics
 from regennet_jax.evaluation import recognizer as recognizer_lib
 
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'kid', 'precision', 'recall')
+
+
+def original_sample_count(num_available, num_samples, batch_size):
+  """How many sequences of a split the released evaluation scores (REGENNET_SPEC.md section 6.2).
+
+  Its loader drops incomplete batches and appends whole batches while (batches so far) x B <=
+  num_samples, then cuts the last one to num_samples % B. NTU (1000 of 3845, B=64): 1000. Chi3D
+  test (74 sequences: one batch): 40; Chi3D train: 3 x 64 + 40 = 232.
+  """
+  batches = min(num_available // batch_size, num_samples // batch_size + 1)
+  if batches == 0:  # not one whole batch: the original scores nothing; use what there is
+    return min(num_samples, num_available)
+  return (batches - 1) * batch_size + num_samples % batch_size
 
 
 def _draw(config, src, indices, rng):
@@ -53,10 +67,13 @@ def evaluate(config, workdir, params, progress=True):
   mesh = train_lib.make_mesh(1, jax.local_devices())
   runs = {split: {'generated': {m: [] for m in METRICS}, 'real': {m: [] for m in METRICS}}
           for split in ('train', 'test')}
+  counts = {split: (original_sample_count(len(src), e.num_samples, e.batch_size)
+                   if e.original_sample_counts else min(e.num_samples, len(src)))
+            for split, src in (('train', train_src), ('test', test_src))}
   for seed in tqdm(range(e.num_seeds), desc='eval seeds', disable=not progress):
     rng = np.random.default_rng(seed)
     for split, src in (('train', train_src), ('test', test_src)):
-      count = min(e.num_samples, len(src))
+      count = counts[split]
       real = _draw(config, src, rng.permutation(len(src))[:count], rng)
       real2 = _draw(config, src, rng.permutation(len(src))[:count], rng)
       generated = sample_lib.generate(sampler, params, real['actor'], real['label'],
@@ -73,8 +90,7 @@ def evaluate(config, workdir, params, progress=True):
   summary = {split: {kind: {m: metrics.summarize(v) for m, v in vals.items()}
                      for kind, vals in kinds.items()} for split, kinds in runs.items()}
   report = {'dataset': config.data.name, 'num_seeds': e.num_seeds,
-            'num_samples': {'train': min(e.num_samples, len(train_src)),
-                            'test': min(e.num_samples, len(test_src))},
+            'num_samples': counts,
             'sampling': f'{e.method} {e.respacing}, {config.sample.matmul_dtype} matmuls',
             'recognizer': recog_info, 'results': summary}
   with open(os.path.join(workdir, 'eval_report.json'), 'w') as f:
