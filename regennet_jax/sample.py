@@ -1,5 +1,6 @@
 """Batched reaction sampling: DDPM or DDIM (respaced) with optional classifier-free guidance, the
-whole chain in one jitted `lax.scan`, batches split over the devices of a Mesh.
+whole chain in one jitted `lax.scan`, batches split over the devices of a Mesh and denoised in
+cache-sized chunks on CPU.
 """
 
 

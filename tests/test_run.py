@@ -72,6 +72,9 @@ def test_bad_input_gets_one_clear_line(tmp_path):
   assert proc.returncode == 1
   assert "error: model.arch must be 'online' or 'offline', got 'gru'" in proc.stderr
   assert 'Traceback' not in proc.stderr
+  proc = _run([f'--workdir={tmp_path}/d', '--config.model.matmul_dtype=half'] + cli_overrides())
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert "error: model.matmul_dtype must be 'float32' or 'bfloat16', got 'half'" in proc.stderr
   proc = _run([f'--workdir={tmp_path}/b', '--mode=sample'] + cli_overrides())
   assert proc.returncode == 1 and 'holds no checkpoint; train first' in proc.stderr
   proc = _run([f'--workdir={tmp_path}/c', '--config.data.name=chi3d',
