@@ -187,16 +187,13 @@ def reverse_step(schedule, method, x0_pred, x_t, t, noise, eta=0.0):
   return ddim_step(schedule, x0_pred, x_t, t, noise, eta)
 
 
-def classifier_free_guidance(model_fn, scale):
-  """Wraps model_fn(x_t, t, uncond) -> x0 into denoise_fn(x_t, t) = u + s (c - u).
-
-  Conditional and unconditional predictions come from ONE forward pass over the doubled batch; the
-  model_fn receives [2B] inputs with uncond = [False]*B + [True]*B. `scale` is a scalar or [B].
+def classifier_free_guidance(paired_fn, scale):
+  """Wraps paired_fn(x_t [B], t [B]) -> [2B] x0 predictions (conditional rows first, then
+  unconditional) into denoise_fn(x_t, t) = u + s (c - u). `scale` is a scalar or [B].
   """
   def denoise_fn(x_t, t):
     b = x_t.shape[0]
-    uncond = jnp.concatenate([jnp.zeros((b,), bool), jnp.ones((b,), bool)])
-    out = model_fn(jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]), uncond)
+    out = paired_fn(x_t, t)
     cond, unc = out[:b], out[b:]
     return unc + _per_sample(jnp.asarray(scale, out.dtype), out) * (cond - unc)
   return denoise_fn

@@ -133,6 +133,8 @@ class DecoderLayer(nn.Module):
     a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn', self.decode,
                    self.matmul_dtype)(h, h, mask=self_mask, deterministic=deterministic)
     h = norm('norm1')(h + drop(a))
+    # Rows that differ only in their memory token (guidance pairs) shared everything so far.
+    h = jnp.tile(h, (memory.shape[0] // h.shape[0], 1, 1))
     a = SingleTokenCrossAttention(self.num_heads, self.dropout, self.dtype, self.matmul_dtype,
                                   name='cross_attn')(h, memory, deterministic)
     h = norm('norm2')(h + drop(a))
@@ -218,7 +220,7 @@ class Denoiser(nn.Module):
 
   @nn.compact
   def __call__(self, x_t, timesteps, actor, action=None, *, uncond=None, mask=None, positions=None,
-               train=False):
+               guidance_pairs=False, train=False):
     """Args:
       x_t: [B, T, 56, 6] noisy reactor.
       timesteps: [B] int, original-scale diffusion step (0..999).
@@ -230,26 +232,39 @@ class Denoiser(nn.Module):
         causal, so trailing padding never reaches valid frames).
       positions: optional [T] int frame indices for the positional encoding (default 0..T-1);
         decoding passes the index of its one frame.
+      guidance_pairs: classifier-free guidance in one call: returns [2B, T, 56, 6], rows :B
+        conditioned on `action` and rows B: on the null condition. The halves differ only in the
+        memory token, which first enters at layer 0's cross-attention, so the input projections,
+        the fusion and layer 0's self-attention run once for both (online arch). Inference only.
       train: enables dropout and random condition dropping (needs the 'dropout' rng).
     Returns:
-      [B, T, 56, 6] predicted x0.
+      [B, T, 56, 6] predicted x0 ([2B, ...] with guidance_pairs).
     """
     batch, frames = x_t.shape[:2]
     deterministic = not train
+    copies = 1
+    if guidance_pairs:
+      if self.cond_mode != 'action' or train:
+        raise ValueError('guidance_pairs needs an action-conditioned model, at inference')
+      copies = 2
+      timesteps = jnp.concatenate([timesteps, timesteps])
+      action = None if action is None else jnp.concatenate([action, action])
+      uncond = jnp.concatenate([jnp.zeros((batch,), bool), jnp.ones((batch,), bool)])
     emb = TimestepEmbedding(self.latent_dim, self.dtype, name='time_embed')(timesteps)
     if self.cond_mode == 'action':
       if action is None:
         raise ValueError("cond_mode='action' needs `action` labels")
       table = self.param('action_embedding', nn.initializers.normal(1.0),
                          (self.num_actions, self.latent_dim))
-      keep = jnp.ones((batch,), bool)
+      rows = copies * batch
+      keep = jnp.ones((rows,), bool)
       if uncond is not None:
-        keep = keep & ~jnp.broadcast_to(uncond, (batch,))
+        keep = keep & ~jnp.broadcast_to(uncond, (rows,))
       if train and self.cond_mask_prob > 0:
-        drop = jax.random.bernoulli(self.make_rng('dropout'), self.cond_mask_prob, (batch,))
+        drop = jax.random.bernoulli(self.make_rng('dropout'), self.cond_mask_prob, (rows,))
         keep = keep & ~drop
       emb = emb + table[action] * keep[:, None].astype(emb.dtype)
-    memory = emb[:, None, :]  # [B, 1, D]
+    memory = emb[:, None, :]  # [copies * B, 1, D]
 
     flat = lambda m: m.reshape(batch, frames, self.njoints * self.nfeats)
     dense = lambda features, name: nn.Dense(features, dtype=self.dtype, name=name)
@@ -260,22 +275,24 @@ class Denoiser(nn.Module):
     else:
       h = x_feat + a_feat
 
-    if self.arch == 'offline':
-      h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [B, T+1, D]
+    if self.arch == 'offline':  # every token attends to the memory: nothing more to share
+      h = jnp.tile(h, (copies, 1, 1))
+      mask = None if mask is None else jnp.tile(mask, (copies, 1))
+      h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [copies * B, T+1, D]
     if self.use_pos_emb:
       table = jnp.asarray(sinusoidal_table(MAX_LEN, self.latent_dim))
       h = h + (table[:h.shape[1]] if positions is None else table[positions])
     h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
 
     if self.arch == 'online':
-      causal = nn.make_causal_mask(jnp.ones((batch, frames), bool))
+      causal = nn.make_causal_mask(jnp.ones((1, frames), bool))  # broadcasts over any batch
       for i in range(self.num_layers):
         h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype, self.decode,
                          self.matmul_dtype, name=f'layer_{i}')(h, memory, causal, deterministic)
     else:
       key_mask = None
       if mask is not None:
-        valid = jnp.concatenate([jnp.ones((batch, 1), bool), mask.astype(bool)], axis=1)
+        valid = jnp.concatenate([jnp.ones((len(mask), 1), bool), mask.astype(bool)], axis=1)
         key_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
       for i in range(self.num_layers):
         h = EncoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
@@ -283,7 +300,7 @@ class Denoiser(nn.Module):
       h = h[:, 1:]
 
     out = dense(self.njoints * self.nfeats, 'output_process')(h)
-    return out.reshape(batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
+    return out.reshape(copies * batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
 
 
 def count_params(params):

@@ -60,11 +60,10 @@ def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, ch
 
   def sample(params, actor, label, key):
     def denoise_chunk(x_t, t, actor, label):
-      if guided:
-        def model_fn(x_t, t, uncond):
-          return model.apply({'params': params}, x_t, t, jnp.concatenate([actor, actor]),
-                             jnp.concatenate([label, label]), uncond=uncond)
-        return diffusion.classifier_free_guidance(model_fn, guidance_scale)(x_t, t)
+      if guided:  # conditional and unconditional predictions from one call
+        pairs = lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label,
+                                           guidance_pairs=True)
+        return diffusion.classifier_free_guidance(pairs, guidance_scale)(x_t, t)
       return model.apply({'params': params}, x_t, t, actor, label)
 
     denoise_fn = lambda x_t, t: map_in_chunks(denoise_chunk, (x_t, t, actor, label), chunk_size)

@@ -13,6 +13,7 @@ the whole sequence with the same key.
       reactor_frame = stream.push(actor_frame)
 """
 
+import functools
 import time
 
 import jax
@@ -23,11 +24,12 @@ from regennet_jax import diffusion
 from regennet_jax import sample as sample_lib
 
 
-def _init_caches(decoder, num_steps, batch, max_frames, dtype=jnp.float32):
+def _init_caches(decoder, num_steps, batch, max_frames, guided, dtype=jnp.float32):
   """Zeroed caches for `num_steps` diffusion steps: leaves stacked on a leading [num_steps] axis."""
   x = jnp.zeros((batch, max_frames, decoder.njoints, decoder.nfeats), dtype)
   label = jnp.zeros((batch,), jnp.int32)
-  shapes = jax.eval_shape(decoder.init, jax.random.PRNGKey(0), x, jnp.zeros((batch,), jnp.int32), x,
+  shapes = jax.eval_shape(functools.partial(decoder.init, guidance_pairs=guided),
+                          jax.random.PRNGKey(0), x, jnp.zeros((batch,), jnp.int32), x,
                           label)['cache']
   return jax.tree_util.tree_map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), shapes)
 
@@ -51,12 +53,10 @@ def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0
       t = jnp.full((batch,), i, jnp.int32)
       updated = {}  # the step's cache after this frame, captured from the (possibly CFG) call
 
-      def model_fn(x_t, timesteps, uncond=None):
-        copies = x_t.shape[0] // batch  # 2 under classifier-free guidance
+      def model_fn(x_t, timesteps):  # [2B] rows (conditional; unconditional) when guided
         out, mutated = decoder.apply(
-            {'params': params, 'cache': cache}, x_t, timesteps,
-            jnp.tile(actor_frame[:, None], (copies, 1, 1, 1)), jnp.tile(label, copies),
-            uncond=uncond, positions=positions, mutable=['cache'])
+            {'params': params, 'cache': cache}, x_t, timesteps, actor_frame[:, None], label,
+            positions=positions, guidance_pairs=guided, mutable=['cache'])
         updated['cache'] = mutated['cache']
         return out
 
@@ -83,8 +83,8 @@ class ReactionStream:
     self.batch_size = batch_size
     guided = sample_lib.uses_guidance(model, guidance_scale)
     self.label = jnp.zeros((batch_size,), jnp.int32) if label is None else jnp.asarray(label)
-    self._caches = _init_caches(model.clone(decode=True), schedule.num_steps,
-                                batch_size * (2 if guided else 1), max_frames)
+    self._caches = _init_caches(model.clone(decode=True), schedule.num_steps, batch_size,
+                                max_frames, guided)
     self._step = jax.jit(make_stream_step(model, schedule, method, eta, guidance_scale),
                          donate_argnums=(1,))
     self.frame = 0

@@ -126,17 +126,17 @@ def test_frame_noise_is_independent_of_sequence_length():
   np.testing.assert_allclose(float(long.std()), 1.0, atol=0.05)
 
 
-def test_cfg_combines_both_halves_in_one_call():
+def test_cfg_combines_both_halves_of_one_call():
   calls = []
 
-  def model_fn(x_t, t, uncond):
+  def paired_fn(x_t, t):
     calls.append(x_t.shape[0])
-    # conditional prediction 3, unconditional 1
-    return jnp.where(uncond[:, None, None, None], 1.0, 3.0) * jnp.ones_like(x_t)
+    # conditional rows predict 3, unconditional rows 1
+    return jnp.concatenate([3.0 * jnp.ones_like(x_t), jnp.ones_like(x_t)])
 
-  fn = diffusion.classifier_free_guidance(model_fn, jnp.array([1.0, 2.5]))
+  fn = diffusion.classifier_free_guidance(paired_fn, jnp.array([1.0, 2.5]))
   out = fn(jnp.zeros((2, 4, 56, 6)), jnp.array([5, 5]))
-  assert calls == [4]
+  assert calls == [2]
   np.testing.assert_allclose(np.asarray(out[0]), 3.0)  # s = 1: just the conditional
   np.testing.assert_allclose(np.asarray(out[1]), 1.0 + 2.5 * 2.0)
 

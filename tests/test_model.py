@@ -115,6 +115,23 @@ def test_action_conditioning_and_null_condition():
     model.apply(params, x, t, actor)
 
 
+@pytest.mark.parametrize('arch', ['online', 'offline'])
+def test_guidance_pairs_equal_separate_conditional_and_unconditional_calls(arch):
+  model = Denoiser(arch=arch, cond_mode='action', num_actions=4, cond_mask_prob=0.1, **TINY)
+  x, t, actor = _inputs()
+  labels = jnp.array([2, 3])
+  params = _init(model, x, t, actor, labels)
+  pairs = model.apply(params, x, t, actor, labels, guidance_pairs=True)
+  assert pairs.shape == (2 * B, T, 56, 6)
+  cond = model.apply(params, x, t, actor, labels)
+  null = model.apply(params, x, t, actor, labels, uncond=jnp.array([True, True]))
+  np.testing.assert_allclose(pairs[:B], cond, atol=1e-5)
+  np.testing.assert_allclose(pairs[B:], null, atol=1e-5)
+  assert not np.allclose(cond, null, atol=1e-3)
+  with pytest.raises(ValueError, match='guidance_pairs'):
+    Denoiser(**TINY).apply(_init(Denoiser(**TINY), x, t, actor), x, t, actor, guidance_pairs=True)
+
+
 def test_condition_dropout_in_training():
   x, t, actor = _inputs()
   labels = jnp.array([2, 3])
