@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
 
 from regennet_jax import diffusion
 from regennet_jax.body import rotations
@@ -72,7 +73,8 @@ def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, ch
   return sample
 
 
-def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions=1):
+def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions=1,
+             progress=False):
   """Reactions for all `actors` [N, T, 56, 6] in device-sharded batches, as numpy.
 
   Returns [N, T, 56, 6], or [N, K, T, 56, 6] for repetitions=K > 1 (K independent reactions per
@@ -81,7 +83,7 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
   """
   if repetitions > 1:
     flat = generate(sampler, params, np.repeat(actors, repetitions, 0),
-                    np.repeat(labels, repetitions, 0), key, mesh, batch_size)
+                    np.repeat(labels, repetitions, 0), key, mesh, batch_size, progress=progress)
     return flat.reshape((len(actors), repetitions) + flat.shape[1:])
   data = mesh.shape['data']
   batch_size = max(data, batch_size - batch_size % data)
@@ -91,7 +93,9 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
   fn = jax.jit(sampler, in_shardings=(replicated, sharding, sharding, replicated),
                out_shardings=sharding)
   out = []
-  for b, start in enumerate(range(0, len(actors), batch_size)):
+  starts = range(0, len(actors), batch_size)
+  for b, start in enumerate(tqdm(starts, desc='sampling', unit='batch', disable=not progress,
+                                 dynamic_ncols=True)):
     actor = actors[start:start + batch_size]
     label = labels[start:start + batch_size]
     n = len(actor)

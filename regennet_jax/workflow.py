@@ -33,7 +33,7 @@ def windows_from_test_split(config, test_src, count):
   return batch, [str(test_src[i].get('name', i)) for i in indices]
 
 
-def _sample_test_set(config, workdir, params, count, repetitions=1):
+def _sample_test_set(config, workdir, params, count, repetitions=1, progress=False):
   _, test_src, class_names = sources.load_splits(config.data)
   model = train_lib.build_model(config, len(class_names), for_sampling=True)
   schedule = train_lib.build_schedule(config, config.sample.respacing)
@@ -43,7 +43,7 @@ def _sample_test_set(config, workdir, params, count, repetitions=1):
   mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
   generated = sample.generate(sampler, params, batch['actor'], batch['label'],
                               jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size,
-                              repetitions)
+                              repetitions, progress)
   out_dir = os.path.join(workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
   npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
@@ -135,7 +135,7 @@ def load_params(config, workdir):
 def sample_from_checkpoint(config, workdir):
   params, step, _ = load_params(config, workdir)
   _, generated, _, npz = _sample_test_set(config, workdir, params, config.sample.num_samples,
-                                          config.sample.num_repetitions)
+                                          config.sample.num_repetitions, progress=True)
   return {'checkpoint_step': step, 'samples': npz, 'shape': list(generated.shape),
           'matmul_dtype': config.sample.matmul_dtype}
 

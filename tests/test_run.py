@@ -53,6 +53,7 @@ def test_train_then_sample(tmp_path):
   result = _last_json(proc.stdout)
   assert result['checkpoint_step'] == 6 and result['shape'] == [4, 3, 12, 56, 6]
   assert result['matmul_dtype'] == 'bfloat16'
+  assert 'sampling: 100%' in proc.stderr  # a progress bar over the batches
   data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
   assert data['reactor'].shape == (4, 3, 12, 56, 6)
   assert data['reactor_axis_angle'].shape == (4, 3, 12, 55, 3)
