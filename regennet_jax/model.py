@@ -204,8 +204,9 @@ class Denoiser(nn.Module):
   # and values in the 'cache' collection (online arch only). Initialise the cache by calling init
   # with the longest sequence to stream.
   decode: bool = False
-  # 'bfloat16': per-frame matrix multiplies take bfloat16 operands and accumulate in float32 (see
-  # matmul_with_operands_in); parameters and every other operation stay float32.
+  # 'bfloat16': the Transformer layers' matrix multiplies take bfloat16 operands and accumulate in
+  # float32 (see matmul_with_operands_in). Parameters, the input/output projections (they carry
+  # the motion itself: bfloat16 there cost FID) and every other operation stay float32.
   matmul_dtype: str | None = None
 
   def setup(self):
