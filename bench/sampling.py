@@ -5,8 +5,7 @@
   python bench/sampling.py --matmul_dtype=bfloat16   # bfloat16 operands, float32 accumulation
   python bench/sampling.py --chunk_size=64            # the whole batch in one denoiser pass
 
---matmul_dtype=both times both in one process (the second comes out ~15% slow: run them
-separately for figures). chunk_size 0 is the sampler's automatic choice (16 on CPU).
+chunk_size 0 is the sampler's automatic choice (16 on CPU).
 
 Reference (REGENNET_SPEC.md): the original PyTorch code samples ~8.5 reactions/s with DDIM-5 + CFG
 on a 2-core CPU.
@@ -36,7 +35,7 @@ def main():
   parser.add_argument('--respacing', default='ddim5')
   parser.add_argument('--guidance_scale', type=float, default=2.5)
   parser.add_argument('--repeats', type=int, default=3)
-  parser.add_argument('--matmul_dtype', choices=['float32', 'bfloat16', 'both'], default='float32')
+  parser.add_argument('--matmul_dtype', choices=['float32', 'bfloat16'], default='float32')
   parser.add_argument('--chunk_size', type=int, default=0)
   args = parser.parse_args()
   p = PRESETS[args.preset]
@@ -44,21 +43,20 @@ def main():
   actor = jnp.asarray(np.random.default_rng(0).normal(0, 0.3, shape).astype(np.float32))
   label = jnp.zeros((p['batch_size'],), jnp.int32)
   schedule = diffusion.make_schedule('cosine', 1000, args.respacing)
-  dtypes = ['float32', 'bfloat16'] if args.matmul_dtype == 'both' else [args.matmul_dtype]
-  for dtype in dtypes:
-    model = Denoiser(num_layers=p['num_layers'], latent_dim=p['latent_dim'], ff_size=p['ff_size'],
-                     cond_mode='action', num_actions=26, cond_mask_prob=0.1,
-                     matmul_dtype=None if dtype == 'float32' else dtype)
-    params = model.init(jax.random.PRNGKey(0), actor[:1], label[:1], actor[:1], label[:1])['params']
-    fn = jax.jit(sample.make_sampler(model, schedule, 'ddim', guidance_scale=args.guidance_scale,
-                                     chunk_size=args.chunk_size))
-    seconds = time_fn(fn, params, actor, label, jax.random.PRNGKey(1), repeats=args.repeats)
-    per_sec = p['batch_size'] / seconds
-    emit({'benchmark': 'sampling', 'preset': args.preset, **p, 'respacing': args.respacing,
-          'cfg': sample.uses_guidance(model, args.guidance_scale), 'matmul_dtype': dtype,
-          'chunk_size': sample.resolve_chunk_size(args.chunk_size), 'batch_seconds': seconds,
-          'reactions_per_sec': per_sec,
-          'speedup_vs_original_pytorch_cpu_8.5_per_s': per_sec / 8.5 if args.preset == 'ntu' else None})
+  dtype = args.matmul_dtype
+  model = Denoiser(num_layers=p['num_layers'], latent_dim=p['latent_dim'], ff_size=p['ff_size'],
+                   cond_mode='action', num_actions=26, cond_mask_prob=0.1,
+                   matmul_dtype=None if dtype == 'float32' else dtype)
+  params = model.init(jax.random.PRNGKey(0), actor[:1], label[:1], actor[:1], label[:1])['params']
+  fn = jax.jit(sample.make_sampler(model, schedule, 'ddim', guidance_scale=args.guidance_scale,
+                                   chunk_size=args.chunk_size))
+  seconds = time_fn(fn, params, actor, label, jax.random.PRNGKey(1), repeats=args.repeats)
+  per_sec = p['batch_size'] / seconds
+  emit({'benchmark': 'sampling', 'preset': args.preset, **p, 'respacing': args.respacing,
+        'cfg': sample.uses_guidance(model, args.guidance_scale), 'matmul_dtype': dtype,
+        'chunk_size': sample.resolve_chunk_size(args.chunk_size), 'batch_seconds': seconds,
+        'reactions_per_sec': per_sec,
+        'speedup_vs_original_pytorch_cpu_8.5_per_s': per_sec / 8.5 if args.preset == 'ntu' else None})
 
 
 if __name__ == '__main__':
