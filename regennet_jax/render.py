@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from regennet_jax.body import kinematics  # noqa: E402
 from regennet_jax.body import skeleton  # noqa: E402
+from regennet_jax.evaluation import interaction  # noqa: E402
 
 # Bones of the body and the first knuckle of each finger; full finger chains are too small to see.
 _DRAWN = [(j, p) for j, p in skeleton.BONES if j < 22 or (j >= 25 and (j - 25) % 3 == 0)]
@@ -29,11 +30,20 @@ def world_joints(motion, rest_joints=None):
   return np.asarray(_world_fk(np.asarray(motion, np.float32), np.asarray(rest, np.float32)))
 
 
-def _limits(people):
-  pts = np.concatenate([p.reshape(-1, 3) for p in people])
+def _view(people):
+  """(center, half-size, camera azimuth) that keep every person in frame all the time and look
+  across the line between the first two people, so the space between them (where contact happens)
+  is visible rather than hidden behind one body."""
+  pts = np.concatenate([p.reshape(-1, 3) for p in people.values()])
   center = (pts.max(0) + pts.min(0)) / 2
-  half = max((pts.max(0) - pts.min(0)).max() / 2, 1.0) * 1.05
-  return center, half
+  half = max((pts.max(0) - pts.min(0)).max() / 2, 0.9) * 1.05
+  azim = -60.0
+  tracks = [p[:, 0] for p in people.values()]
+  if len(tracks) > 1:
+    axis = tracks[1].mean(0) - tracks[0].mean(0)
+    if np.hypot(axis[0], axis[2]) > 0.05:  # plot axes are (world x, world z, world y)
+      azim = float(np.degrees(np.arctan2(axis[2], axis[0]))) - 70.0
+  return center, half, azim, float(pts[:, 1].min())
 
 
 def _draw(ax, joints, color, label=None):
@@ -43,31 +53,57 @@ def _draw(ax, joints, color, label=None):
             color=color, lw=2, label=label if k == 0 else None)
 
 
-def _setup(ax, center, half, title):
+def _draw_contacts(ax, people, frame):
+  """A gold dot where a hand of the first person touches a hand of another (hand points closer
+  than interaction.CONTACT_DISTANCE_M)."""
+  names = list(people)
+  first = people[names[0]][frame, list(interaction.HAND_POINTS)]
+  for name in names[1:]:
+    other = people[name][frame, list(interaction.HAND_POINTS)]
+    d = np.linalg.norm(first[:, None] - other[None], axis=-1)
+    i, j = np.unravel_index(d.argmin(), d.shape)
+    if d[i, j] < interaction.CONTACT_DISTANCE_M:
+      p = (first[i] + other[j]) / 2
+      ax.scatter([p[0]], [p[2]], [p[1]], s=60, c='#f2b705', edgecolors='k', linewidths=0.5,
+                 zorder=10)
+
+
+def _setup(ax, view, title):
+  center, half, azim, floor = view
   ax.cla()
   ax.set_xlim(center[0] - half, center[0] + half)
   ax.set_ylim(center[2] - half, center[2] + half)
   ax.set_zlim(center[1] - half, center[1] + half)
   ax.set_box_aspect((1, 1, 1))
-  ax.view_init(elev=15, azim=-60)
+  ax.view_init(elev=12, azim=azim)
   ax.set_xticks([])
   ax.set_yticks([])
   ax.set_zticks([])
+  ax.set_axis_off()
+  # The floor: a grey square with a 0.5 m grid under the people.
+  edge = np.arange(-half, half + 1e-6, 0.5)
+  xs, zs = center[0] + edge, center[2] + edge
+  for x in xs:
+    ax.plot([x, x], [zs[0], zs[-1]], [floor, floor], color='#cccccc', lw=0.6)
+  for z in zs:
+    ax.plot([xs[0], xs[-1]], [z, z], [floor, floor], color='#cccccc', lw=0.6)
   ax.set_title(title, fontsize=9)
 
 
 def animate(people, path, title='', fps=30):
   """Writes an animation of several skeletons (dict name -> [T, 55, 3] joints) to .gif or .mp4."""
   names = list(people)
-  center, half = _limits(people.values())
+  view = _view(people)
   frames = min(len(p) for p in people.values())
   fig = plt.figure(figsize=(4, 4), dpi=80)
   ax = fig.add_subplot(projection='3d')
+  fig.subplots_adjust(0, 0, 1, 0.93)
 
   def update(f):
-    _setup(ax, center, half, f'{title}  frame {f + 1}/{frames}')
+    _setup(ax, view, f'{title}  frame {f + 1}/{frames}')
     for name in names:
       _draw(ax, people[name][f], COLORS.get(name, None), name)
+    _draw_contacts(ax, people, f)
     ax.legend(loc='upper right', fontsize=7)
     return []
 
@@ -93,13 +129,14 @@ def contact_sheet(rows, path, num_frames=6):
   """A PNG grid: one row per (title, {name: [T, 55, 3]}), `num_frames` evenly spaced frames each."""
   fig = plt.figure(figsize=(2.2 * num_frames, 2.2 * len(rows)), dpi=70)
   for r, (title, people) in enumerate(rows):
-    center, half = _limits(people.values())
+    view = _view(people)
     frames = min(len(p) for p in people.values())
     for c, f in enumerate(np.linspace(0, frames - 1, num_frames).astype(int)):
       ax = fig.add_subplot(len(rows), num_frames, r * num_frames + c + 1, projection='3d')
-      _setup(ax, center, half, f'{title} f{f}' if c == 0 else f'f{f}')
+      _setup(ax, view, f'{title} f{f}' if c == 0 else f'f{f}')
       for name, joints in people.items():
         _draw(ax, joints[f], COLORS.get(name, None))
+      _draw_contacts(ax, people, f)
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)

@@ -34,27 +34,29 @@ def forward_kinematics(rotmats, rest_joints):
   """Posed joint positions (root at its rest position) from local joint rotations.
 
   Args:
-    rotmats: [..., 55, 3, 3] local rotation of each joint relative to its parent.
+    rotmats: [..., 55, 3, 3] local rotation of each joint relative to its parent. A numpy array
+      gives a numpy result (for data generation on the host), anything else runs in JAX.
     rest_joints: [55, 3] rest-pose joint positions.
   Returns:
     (global_rotations [..., 55, 3, 3], joints [..., 55, 3]).
   """
-  rest = jnp.asarray(rest_joints, rotmats.dtype)
+  xp, matmul3 = (np, np.matmul) if isinstance(rotmats, np.ndarray) else (jnp, rotations.matmul3)
+  rest = xp.asarray(rest_joints, rotmats.dtype)
   parents = np.array(skeleton.PARENTS)
   offsets = rest - rest[np.maximum(parents, 0)] * (parents >= 0)[:, None]
   root_joints, _ = _LEVELS[0]
   rot = rotmats[..., root_joints, :, :]
-  pos = jnp.broadcast_to(offsets[np.array(root_joints)], rot.shape[:-1])
+  pos = xp.broadcast_to(offsets[np.array(root_joints)], rot.shape[:-1])
   all_rot, all_pos = [rot], [pos]
   for joints, parent_slots in _LEVELS[1:]:
     joints, parent_slots = np.array(joints), np.array(parent_slots)
     parent_rot = rot[..., parent_slots, :, :]
-    pos = pos[..., parent_slots, :] + jnp.sum(parent_rot * offsets[joints][:, None, :], axis=-1)
-    rot = rotations.matmul3(parent_rot, rotmats[..., joints, :, :])
+    pos = pos[..., parent_slots, :] + xp.sum(parent_rot * offsets[joints][:, None, :], axis=-1)
+    rot = matmul3(parent_rot, rotmats[..., joints, :, :])
     all_rot.append(rot)
     all_pos.append(pos)
-  global_rot = jnp.concatenate(all_rot, axis=-3)[..., _INVERSE_ORDER, :, :]
-  joints = jnp.concatenate(all_pos, axis=-2)[..., _INVERSE_ORDER, :]
+  global_rot = xp.concatenate(all_rot, axis=-3)[..., _INVERSE_ORDER, :, :]
+  joints = xp.concatenate(all_pos, axis=-2)[..., _INVERSE_ORDER, :]
   return global_rot, joints
 
 
