@@ -1,9 +1,16 @@
-"""End-to-end quality on the synthetic benchmark: train, train the evaluator, evaluate; then the
-same without the interaction losses (the paper's Table 6 ablation).
+"""End-to-end quality on the synthetic benchmark, with error bars over training seeds.
 
-  python bench/quality.py --steps=6000 --seeds=5 --out=runs/quality
+For each variant and training seed: train through run.py exactly as a user would (scoring the test
+reactions every --eval_every steps for the FID-against-time curve), then run the paper's
+evaluation protocol (--mode=eval). One ST-GCN recognizer, trained once on real pairs, scores every
+run. Prints JSON and writes <out>/quality.md (tables) and <out>/fid_vs_minutes.png.
 
-Everything runs through run.py exactly as a user would; prints the two evaluations as JSON.
+  python bench/quality.py --steps=6000 --seeds=3                       # the recipe alone
+  python bench/quality.py --steps=3000 --seeds=3 \\
+      --variants=recipe,no_interaction_losses,paper_normalization,offline   # the ablation
+
+Aggregates are the mean over training seeds with a 95% t-interval (n - 1 degrees of freedom);
+each run's own value is the mean over its --eval_seeds evaluation seeds.
 """
 
 import argparse
@@ -13,45 +20,155 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+from scipy import stats
+
 from common import ROOT, emit
 
+VARIANTS = {
+    'recipe': [],  # configs/synthetic.py as it is
+    'original_recipe': ['--config.train.ema_decay=0', '--config.train.lr_schedule=constant',
+                        '--config.model.actor_frame=False'],
+    'no_interaction_losses': ['--config.losses.orient=0', '--config.losses.body=0',
+                              '--config.losses.transl=0'],
+    'paper_normalization': ['--config.losses.normalization=paper'],
+    'code_normalization': ['--config.losses.normalization=code'],
+    'offline': ['--config.model.arch=offline'],
+}
+METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')
 
-def run(args):
+
+def run(args, log_path):
   start = time.time()
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'run.py')] + args, cwd=ROOT,
-                        capture_output=True, text=True)
+  with open(log_path, 'w') as log:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'run.py')] + args, cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=log, text=True)
   if proc.returncode:
-    raise SystemExit(proc.stderr[-3000:])
+    raise SystemExit(f'run.py {" ".join(args)} failed; see {log_path}')
   out = proc.stdout
   return json.loads(out[out.rindex('\n{') + 1:] if '\n{' in out else out), time.time() - start
 
 
+def interval(values):
+  """(mean, 95% t-interval half-width) over training seeds."""
+  v = np.asarray(values, np.float64)
+  if len(v) < 2:
+    return float(v.mean()), float('nan')
+  return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def curve(workdir):
+  """[(training minutes, steps, FID, worst-class success ratio)] from metrics.jsonl eval rows."""
+  points = []
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for line in f:
+      row = json.loads(line)
+      if 'eval/train_seconds' in row:
+        points.append((row['eval/train_seconds'] / 60, row['step'], row.get('eval/fid'),
+                       row.get('eval/success_ratio_min')))
+  return points
+
+
+def plot(curves, path):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+  for i, (variant, runs) in enumerate(curves.items()):
+    for j, points in enumerate(runs):
+      x = [p[0] for p in points if p[2] is not None]
+      y = [p[2] for p in points if p[2] is not None]
+      ax.plot(x, y, color=f'C{i}', alpha=0.8, label=variant if j == 0 else None)
+  ax.set_yscale('log')
+  ax.set_xlabel('training minutes (2-core CPU)')
+  ax.set_ylabel('test FID (first-frame windows, one seed)')
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def markdown(summary, real, args):
+  lines = [f"Synthetic benchmark: {args.steps} training steps, {args.seeds} training seeds per "
+           f"variant, {args.eval_seeds} evaluation seeds per run; mean ± 95% interval over "
+           'training seeds.', '']
+  for split in ('train', 'test'):
+    lines += [f'**{split}-conditioned**', '',
+              '| variant | minutes | ' + ' | '.join(METRICS) + ' | worst class success ratio |',
+              '|---|---|' + '---|' * (len(METRICS) + 1)]
+    lines.append('| real (second draw) | | ' + ' | '.join(
+        f"{real[split][m]:.3f}" for m in METRICS) + ' | 1 |')
+    for variant, s in summary.items():
+      cells = [f"{s[split][m][0]:.3f} ± {s[split][m][1]:.3f}" for m in METRICS]
+      ratio = s['success_ratio_min']
+      lines.append(f"| {variant} | {s['train_minutes'][0]:.1f} | " + ' | '.join(cells)
+                   + f" | {ratio[0]:.2f} ± {ratio[1]:.2f} |")
+    lines.append('')
+  return '\n'.join(lines)
+
+
 def main():
-  parser = argparse.ArgumentParser()
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--steps', type=int, default=6000)
+  parser.add_argument('--seeds', type=int, default=3, help='training seeds per variant')
+  parser.add_argument('--eval_seeds', type=int, default=5, help='evaluation seeds per run')
+  parser.add_argument('--eval_every', type=int, default=500)
   parser.add_argument('--recognizer_steps', type=int, default=300)
-  parser.add_argument('--seeds', type=int, default=5)
+  parser.add_argument('--variants', default='recipe')
   parser.add_argument('--out', default=os.path.join(ROOT, 'runs', 'quality'))
+  parser.add_argument('--config_override', action='append', default=[],
+                      help='extra --config.x=y flags for every run')
   args = parser.parse_args()
-  common = [f'--config.train.num_steps={args.steps}', f'--config.eval.num_seeds={args.seeds}',
-            f'--config.recognizer.num_steps={args.recognizer_steps}']
-  variants = {'regennet': [], 'no_interaction_losses': ['--config.losses.orient=0',
-                                                        '--config.losses.body=0',
-                                                        '--config.losses.transl=0']}
-  results, seconds = {}, {}
-  recognizer_dir = os.path.join(args.out, 'regennet', 'recognizer')
-  for name, extra in variants.items():
-    workdir = os.path.join(args.out, name)
-    _, seconds[f'{name}_train'] = run([f'--workdir={workdir}'] + common + extra)
-    if name == 'regennet':
-      _, seconds['recognizer_train'] = run([f'--workdir={workdir}', '--mode=train_recognizer']
-                                           + common)
-    report, seconds[f'{name}_eval'] = run([f'--workdir={workdir}', '--mode=eval',
-                                           f'--config.eval.recognizer_dir={recognizer_dir}']
-                                          + common + extra)
-    results[name] = report['results']
-  emit({'benchmark': 'quality', 'steps': args.steps, 'seeds': args.seeds, 'seconds': seconds,
-        'results': results})
+  variants = args.variants.split(',')
+  unknown = set(variants) - set(VARIANTS)
+  if unknown:
+    raise SystemExit(f'unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}')
+  os.makedirs(args.out, exist_ok=True)
+  common = [f'--config.train.num_steps={args.steps}', f'--config.eval.num_seeds={args.eval_seeds}',
+            f'--config.train.eval_every={args.eval_every}',
+            f'--config.recognizer.num_steps={args.recognizer_steps}'] + args.config_override
+  seconds = {}
+  recognizer_run = os.path.join(args.out, 'recognizer')
+  if not os.path.exists(os.path.join(recognizer_run, 'recognizer', 'recognizer.json')):
+    _, seconds['recognizer'] = run([f'--workdir={recognizer_run}', '--mode=train_recognizer']
+                                   + common, os.path.join(args.out, 'recognizer.log'))
+  common.append(f'--config.eval.recognizer_dir={os.path.join(recognizer_run, "recognizer")}')
+
+  reports, curves, ratios, minutes = {}, {}, {}, {}
+  for variant in variants:
+    for seed in range(args.seeds):
+      workdir = os.path.join(args.out, variant, f'seed{seed}')
+      flags = [f'--workdir={workdir}', f'--config.seed={seed}'] + common + VARIANTS[variant]
+      if not os.path.exists(os.path.join(workdir, 'report.json')):
+        _, seconds[f'{variant}/seed{seed}/train'] = run(flags, workdir + '.train.log')
+      if not os.path.exists(os.path.join(workdir, 'eval_report.json')):
+        _, seconds[f'{variant}/seed{seed}/eval'] = run(flags + ['--mode=eval'],
+                                                        workdir + '.eval.log')
+      with open(os.path.join(workdir, 'eval_report.json')) as f:
+        reports.setdefault(variant, []).append(json.load(f)['results'])
+      points = curve(workdir)
+      curves.setdefault(variant, []).append(points)
+      ratios.setdefault(variant, []).append(points[-1][3] if points else float('nan'))
+      minutes.setdefault(variant, []).append(points[-1][0] if points else float('nan'))
+
+  summary = {}
+  for variant, runs in reports.items():
+    summary[variant] = {split: {m: interval([r[split]['generated'][m]['mean'] for r in runs])
+                                for m in METRICS} for split in ('train', 'test')}
+    summary[variant]['success_ratio_min'] = interval(ratios[variant])
+    summary[variant]['train_minutes'] = interval(minutes[variant])
+  first = next(iter(reports.values()))[0]
+  real = {split: {m: first[split]['real'][m]['mean'] for m in METRICS} for split in ('train', 'test')}
+  plot(curves, os.path.join(args.out, 'fid_vs_minutes.png'))
+  with open(os.path.join(args.out, 'quality.md'), 'w') as f:
+    f.write(markdown(summary, real, args))
+  emit({'benchmark': 'quality', 'steps': args.steps, 'seeds': args.seeds,
+        'eval_seeds': args.eval_seeds, 'variants': variants, 'summary': summary, 'real': real,
+        'curves': curves, 'seconds': seconds,
+        'table': os.path.join(args.out, 'quality.md'),
+        'plot': os.path.join(args.out, 'fid_vs_minutes.png')})
 
 
 if __name__ == '__main__':

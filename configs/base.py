@@ -39,6 +39,10 @@ def get_config():
   # Operands of the Transformer layers' matrix multiplies in training (accumulation is always
   # float32): 'bfloat16' runs them ~2x faster on CPUs with AVX512-BF16, as TPUs do for float32.
   c.model.matmul_dtype = 'float32'
+  # True: the network sees both people in the actor's first-frame heading frame (rotated about the
+  # vertical so the actor faces +z); samples are turned back to the world. False: the original's
+  # world orientation. See regennet_jax/pair_frame.py.
+  c.model.actor_frame = False
 
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.noise_schedule = 'cosine'
@@ -62,10 +66,17 @@ def get_config():
   c.train.batch_size = 64        # global, over all devices and hosts
   c.train.num_steps = 500_000
   c.train.learning_rate = 1e-4
+  c.train.lr_schedule = 'constant'   # 'constant' (the paper's) or 'cosine' (warm-up, then decay)
+  c.train.warmup_steps = 0           # 'cosine': linear warm-up steps
+  c.train.final_lr_fraction = 0.0    # 'cosine': learning rate at num_steps, as a fraction of the peak
   c.train.weight_decay = 0.0
   c.train.grad_clip = 0.0        # 0: off, as the paper
-  c.train.ema_decay = 0.0        # 0: no EMA, as the paper
+  c.train.ema_decay = 0.0        # 0: no EMA, as the paper; >0: sampling and eval use the average
+  c.train.ema_warmup = True      # decay min(ema_decay, (1+step)/(10+step)): useful from early on
   c.train.log_every = 1000
+  # Every N steps (and at the end) score test reactions: per-class interaction metrics, and FID /
+  # accuracy once a recognizer is trained (--mode=train_recognizer). 0: off.
+  c.train.eval_every = 0
   c.train.checkpoint_every = 10_000
   c.train.keep_checkpoints = 3
   c.train.model_parallel = 1     # size of the 'model' mesh axis (>1 splits wide kernels)

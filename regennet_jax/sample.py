@@ -11,6 +11,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from regennet_jax import diffusion
+from regennet_jax import pair_frame
 from regennet_jax.body import rotations
 from regennet_jax.body import skeleton
 
@@ -50,16 +51,25 @@ def map_in_chunks(fn, args, chunk_size):
   return jnp.moveaxis(out, 0, 1).reshape((batch,) + out.shape[2:])
 
 
-def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, chunk_size=0):
+def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, chunk_size=0,
+                 actor_frame=False):
   """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted).
 
   chunk_size: reactions per denoiser pass (see map_in_chunks); 0 picks it for the backend. The
   result does not depend on it (the chain's noise is drawn for the whole batch).
+  actor_frame: the model works in the actor's first-frame heading frame (model.actor_frame): the
+  actor is turned into it and the reaction turned back.
   """
   guided = uses_guidance(model, guidance_scale)
   chunk_size = resolve_chunk_size(chunk_size)
 
   def sample(params, actor, label, key):
+    if actor_frame:
+      actor, rotation = pair_frame.to_actor_frame(actor)
+      return pair_frame.from_actor_frame(sample_here(params, actor, label, key), rotation)
+    return sample_here(params, actor, label, key)
+
+  def sample_here(params, actor, label, key):
     def denoise_chunk(x_t, t, actor, label):
       if guided:  # conditional and unconditional predictions from one call
         pairs = lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from regennet_jax import diffusion
+from regennet_jax import pair_frame
 from regennet_jax import sample as sample_lib
 
 
@@ -75,7 +76,7 @@ class ReactionStream:
   """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc)."""
 
   def __init__(self, model, params, schedule, key, batch_size=1, max_frames=300, method='ddim',
-               eta=0.0, guidance_scale=1.0, label=None):
+               eta=0.0, guidance_scale=1.0, label=None, actor_frame=False):
     if model.arch != 'online':
       raise ValueError("streaming needs model.arch='online' (the offline model sees the future)")
     self.model, self.params, self.key = model, params, key
@@ -85,8 +86,21 @@ class ReactionStream:
     self.label = jnp.zeros((batch_size,), jnp.int32) if label is None else jnp.asarray(label)
     self._caches = _init_caches(model.clone(decode=True), schedule.num_steps, batch_size,
                                 max_frames, guided)
-    self._step = jax.jit(make_stream_step(model, schedule, method, eta, guidance_scale),
-                         donate_argnums=(1,))
+    step = make_stream_step(model, schedule, method, eta, guidance_scale)
+    # model.actor_frame: the network works in the heading frame of the actor's FIRST frame, which
+    # is known once that frame arrives; every later frame is turned into it and back.
+    self._actor_frame = actor_frame
+    self._rotation = None
+    turn = lambda frame, rotation: pair_frame.rotate(frame[:, None], rotation)[:, 0]
+
+    def framed_step(params, caches, actor_frame, label, frame, key, rotation):
+      if not self._actor_frame:
+        return step(params, caches, actor_frame, label, frame, key)
+      out, caches = step(params, caches, turn(actor_frame, rotation), label, frame, key)
+      return turn(out, jnp.swapaxes(rotation, -1, -2)), caches
+
+    self._step = jax.jit(framed_step, donate_argnums=(1,))
+    self._heading = jax.jit(pair_frame.heading)
     self.frame = 0
     self.latencies = []
 
@@ -100,8 +114,11 @@ class ReactionStream:
       raise ValueError(f'actor frame has shape {actor_frame.shape}, expected '
                        f'({self.batch_size}, 56, 6).')
     start = time.perf_counter()
+    if self._rotation is None:
+      self._rotation = (self._heading(actor_frame) if self._actor_frame
+                        else jnp.broadcast_to(jnp.eye(3), (self.batch_size, 3, 3)))
     out, self._caches = self._step(self.params, self._caches, actor_frame, self.label,
-                                   jnp.int32(self.frame), self.key)
+                                   jnp.int32(self.frame), self.key, self._rotation)
     out = np.asarray(out)
     self.latencies.append(time.perf_counter() - start)
     self.frame += 1

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from regennet_jax import diffusion
 from regennet_jax import losses
+from regennet_jax import pair_frame
 from regennet_jax.body import skeleton
 from regennet_jax.data import pipeline
 from regennet_jax.data import sources
@@ -59,6 +60,18 @@ def build_model(config, num_actions, for_sampling=False):
                   matmul_dtype=None if matmul_dtype == 'float32' else matmul_dtype)
 
 
+def build_sampler(config, num_actions, respacing=None, method=None):
+  """sample(params, actor [B,T,56,6], label [B], key) -> reactor, as config.sample describes
+  (respacing and method default to config.sample's; evaluation passes config.eval's)."""
+  from regennet_jax import sample  # pylint: disable=g-import-not-at-top
+  s = config.sample
+  respacing = s.respacing if respacing is None else respacing
+  method = s.method if method is None else method
+  return sample.make_sampler(build_model(config, num_actions, for_sampling=True),
+                             build_schedule(config, respacing), method, s.eta, s.guidance_scale,
+                             s.chunk_size, actor_frame=config.model.actor_frame)
+
+
 def build_schedule(config, respacing=''):
   return diffusion.make_schedule(config.diffusion.noise_schedule, config.diffusion.num_timesteps,
                                  respacing)
@@ -73,9 +86,37 @@ def build_rest_joints(config):
   return skeleton.rest_joints_from_config(config.body.smplx_model_path, betas)
 
 
+LR_SCHEDULES = ('constant', 'cosine')
+
+
+def learning_rate_schedule(config):
+  """step -> learning rate. 'constant' is the paper's; 'cosine' warms up linearly over
+  train.warmup_steps, then decays along a half cosine to train.final_lr_fraction x the peak at
+  train.num_steps."""
+  t = config.train
+  if t.lr_schedule == 'constant':
+    return optax.constant_schedule(t.learning_rate)
+  if t.lr_schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(
+        0.0, t.learning_rate, warmup_steps=t.warmup_steps, decay_steps=max(t.num_steps, 1),
+        end_value=t.learning_rate * t.final_lr_fraction)
+  raise ValueError(f'train.lr_schedule must be one of {LR_SCHEDULES}, got {t.lr_schedule!r}')
+
+
+def ema_decay_at(config, step):
+  """EMA decay at `step`: train.ema_decay, warmed up as min(decay, (1 + step) / (10 + step)) when
+  train.ema_warmup, so that the average forgets the random initialisation within a few hundred
+  steps instead of ~1 / (1 - decay)."""
+  decay = config.train.ema_decay
+  if not config.train.ema_warmup:
+    return decay
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def build_optimizer(config):
   t = config.train
-  tx = optax.adamw(t.learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=t.weight_decay)
+  tx = optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.999, eps=1e-8,
+                   weight_decay=t.weight_decay)
   if t.grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), tx)
   return tx
@@ -134,11 +175,16 @@ def state_sharding(mesh, abstract_state):
 
 def make_train_step(config, model, tx, schedule, rest_joints, weights):
   """(state, batch, key) -> (state, metrics). Non-finite losses leave the state unchanged."""
-  ema_decay = config.train.ema_decay
+  use_ema = bool(config.train.ema_decay)
+  schedule_fn = learning_rate_schedule(config)
+  in_actor_frame = config.model.actor_frame
 
   def train_step(state, batch, key):
     key = jax.random.fold_in(key, state.step)
     loss_key, dropout_key = jax.random.split(key)
+    if in_actor_frame:
+      actor, reactor, _ = pair_frame.to_actor_frame(batch['actor'], batch['reactor'])
+      batch = dict(batch, actor=actor, reactor=reactor)
 
     def loss_fn(params):
       fn = lambda x_t, t: model.apply({'params': params}, x_t, t, batch['actor'], batch['label'],
@@ -149,8 +195,9 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
-    if ema_decay:
-      ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, ema, params)
+    if use_ema:
+      decay = ema_decay_at(config, state.step)
+      ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
     finite = jnp.isfinite(loss)
     keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
     new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
@@ -158,6 +205,7 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights):
     metrics = {name: jnp.mean(v) for name, v in terms.items() if name != 't'}
     metrics['grad_norm'] = optax.tree.norm(grads)
     metrics['param_norm'] = optax.tree.norm(state.params)
+    metrics['learning_rate'] = schedule_fn(state.step)
     return new_state, metrics
 
   return train_step
@@ -243,6 +291,8 @@ def write_config(workdir, config):
       for key in keys:
         if section == 'model' and key in ARITHMETIC_ONLY_MODEL_KEYS:
           continue
+        if key not in previous.get(section, {}):  # written by an older version without the field
+          continue
         if previous.get(section, {}).get(key) != current[section][key]:
           raise TrainingError(
               f'{workdir} holds a run with {section}.{key}={previous.get(section, {}).get(key)!r}, '
@@ -270,10 +320,11 @@ class MetricsLog:
       self.file = open(path, 'a')
 
   def write(self, step, scalars):
+    """Scalars named 'eval/...' go under that TensorBoard tag; the others under 'train/'."""
     if not self.enabled:
       return
     for k, v in scalars.items():
-      self.tb.add_scalar(f'train/{k}', v, step)
+      self.tb.add_scalar(k if k.startswith('eval/') else f'train/{k}', v, step)
     self.file.write(json.dumps({'step': step, **scalars}) + '\n')
     self.file.flush()
 
@@ -300,6 +351,18 @@ def _drop_records_after(path, step):
     with open(path + '.tmp', 'w') as f:
       f.writelines(kept)
     os.replace(path + '.tmp', path)
+
+
+def _evaluate(monitor, state, config, is_main):
+  """The monitor's scalars for the weights sampling uses (EMA when on), on the main process."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  params = state.ema_params if config.train.ema_decay else state.params
+  if jax.process_count() > 1:  # every host joins the gather; the main one samples
+    params = multihost_utils.process_allgather(params, tiled=True)
+  if not is_main:
+    return None
+  scalars, _, _ = monitor(params)
+  return scalars
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progress=True):
@@ -348,6 +411,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
   num_steps = config.train.num_steps
   step = int(state.step)
   summary = {'start_step': step, 'stopped_by': None}
+  monitor = None
+  if config.train.eval_every:
+    from regennet_jax.evaluation import monitor as monitor_lib  # pylint: disable=g-import-not-at-top
+    _, test_src, class_names = sources.load_splits(config.data)
+    monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names)
+  train_seconds = 0.0  # wall time in training steps (evaluation excluded), this process
   window, t0 = [], time.time()
   bar = tqdm(total=num_steps, initial=step, disable=not (progress and is_main), unit='step',
              dynamic_ncols=True, desc='train')
@@ -370,11 +439,24 @@ def train(config: ml_collections.ConfigDict, workdir: str, devices=None, progres
         if step % config.train.log_every == 0 or step == num_steps:
           scalars = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
           scalars['steps_per_sec'] = len(window) / (time.time() - t0)
+          train_seconds += time.time() - t0
+          scalars['train_seconds'] = train_seconds
           log.write(step, scalars)
           if is_main and progress:
             tqdm.write(f'step {step}: ' + ' '.join(f'{k}={v:.4g}' for k, v in scalars.items()))
           summary['last_metrics'] = scalars
           window, t0 = [], time.time()
+        if monitor is not None and (step % config.train.eval_every == 0 or step == num_steps):
+          t_eval = time.time()
+          evaluation = _evaluate(monitor, state, config, is_main)
+          if evaluation is not None:
+            evaluation['train_seconds'] = train_seconds + (t_eval - t0)
+            log.write(step, {f'eval/{k}': v for k, v in evaluation.items()})
+            if progress:
+              tqdm.write(f'step {step} eval: ' + ' '.join(
+                  f'{k}={v:.3g}' for k, v in evaluation.items() if '/' not in k))
+            summary['last_eval'] = evaluation
+          t0 += time.time() - t_eval  # evaluation is not training time
         if step % config.train.checkpoint_every == 0 or step == num_steps or stop.requested:
           save_checkpoint(manager, state, data_iter.get_state())
         if stop.requested:

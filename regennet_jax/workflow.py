@@ -11,9 +11,10 @@ from regennet_jax import render
 from regennet_jax import sample
 from regennet_jax import train as train_lib
 from regennet_jax.body.skeleton import BodyModelError
-from regennet_jax.data import pipeline
 from regennet_jax.data import sources
 from regennet_jax.data.records import DatasetFormatError
+from regennet_jax.evaluation import interaction
+from regennet_jax.evaluation import monitor as monitor_lib
 from regennet_jax.evaluation import protocol
 from regennet_jax.evaluation import recognizer as recognizer_lib
 
@@ -24,22 +25,10 @@ USER_ERRORS = () if os.environ.get('REGENNET_DEBUG') else (
     FileExistsError)
 
 
-def windows_from_test_split(config, test_src, count):
-  """The first `count` test sequences as fixed windows (from frame 0), stacked."""
-  indices = range(min(count, len(test_src)))
-  batch = pipeline.stack_windows(test_src, indices,
-                                 pipeline.Windowing(config.data.num_frames, crop='start'),
-                                 np.random.default_rng(0))
-  return batch, [str(test_src[i].get('name', i)) for i in indices]
-
-
 def _sample_test_set(config, workdir, params, count, repetitions=1, progress=False):
   _, test_src, class_names = sources.load_splits(config.data)
-  model = train_lib.build_model(config, len(class_names), for_sampling=True)
-  schedule = train_lib.build_schedule(config, config.sample.respacing)
-  sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
-                                config.sample.guidance_scale, config.sample.chunk_size)
-  batch, names = windows_from_test_split(config, test_src, count)
+  sampler = train_lib.build_sampler(config, len(class_names))
+  batch, names = monitor_lib.test_windows(config, test_src, count)
   mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
   generated = sample.generate(sampler, params, batch['actor'], batch['label'],
                               jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size,
@@ -51,22 +40,6 @@ def _sample_test_set(config, workdir, params, count, repetitions=1, progress=Fal
   return batch, generated, class_names, npz
 
 
-def _interaction_stats(config, batch, generated):
-  """Simple, label-free sanity numbers: how far the reactor stands from the actor, how much it moves."""
-  rest = train_lib.build_rest_joints(config)
-
-  def stats(reactor):
-    a = render.world_joints(batch['actor'], rest)
-    r = render.world_joints(reactor, rest)
-    mask = batch['mask']
-    root_dist = np.linalg.norm(a[:, :, 0] - r[:, :, 0], axis=-1)
-    speed = np.linalg.norm(np.diff(r, axis=1), axis=-1).mean(-1) * config.data.fps
-    return {'actor_reactor_root_distance_m': float(root_dist[mask].mean()),
-            'reactor_joint_speed_m_per_s': float(speed[mask[:, 1:]].mean())}
-
-  return {'real': stats(batch['reactor']), 'generated': stats(generated)}
-
-
 def train_and_report(config, workdir):
   state, summary = train_lib.train(config, workdir)
   # Every host joins the gather (a collective); then only host 0 samples and reports.
@@ -76,43 +49,96 @@ def train_and_report(config, workdir):
             'stopped_by': summary['stopped_by'], 'last_metrics': summary.get('last_metrics')}
   if summary['stopped_by'] or jax.process_index() != 0:
     return result
-  count = max(config.sample.num_render, min(config.sample.batch_size, 64))
-  batch, generated, class_names, npz = _sample_test_set(config, workdir, params, count)
+  result.update(report(config, workdir, params))
+  return result
+
+
+def report(config, workdir, params):
+  """Samples every test actor, scores the reactions against the real ones per class, renders
+  GIFs and a contact sheet, and writes samples/test_reactions.npz, report.md and report.json."""
+  _, test_src, class_names = sources.load_splits(config.data)
+  monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names,
+                                       count=max(config.eval.num_samples, config.sample.num_render),
+                                       respacing=config.sample.respacing,
+                                       method=config.sample.method)
+  scalars, table, generated = monitor(params, seed=config.seed)
+  batch, rest = monitor.batch, monitor.rest
+  out_dir = os.path.join(workdir, 'samples')
+  os.makedirs(out_dir, exist_ok=True)
+  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
+                        batch['label'], class_names, real_reactor=batch['reactor'],
+                        names=monitor.names)
+  # One example per class, in class order: GIFs for the first num_render, a sheet for all.
+  firsts = [int(np.flatnonzero(batch['label'] == c)[0]) for c in range(len(class_names))
+            if (batch['label'] == c).any()]
+  people = lambda i: {'actor': monitor.actor_joints[i, :monitor.lengths[i]],
+                      'reactor': render.world_joints(generated[i], rest)[:monitor.lengths[i]],
+                      'real reactor': monitor.real_joints[i, :monitor.lengths[i]]}
   gifs = []
-  rest = train_lib.build_rest_joints(config)
-  for i in range(min(config.sample.num_render, len(generated))):
+  for i in firsts[:config.sample.num_render]:
     action = class_names[int(batch['label'][i])]
-    path = os.path.join(workdir, 'samples', f'test_{i:02d}_{action}.gif')
-    render.animate({'actor': render.world_joints(batch['actor'][i], rest),
-                    'reactor': render.world_joints(generated[i], rest),
-                    'real reactor': render.world_joints(batch['reactor'][i], rest)},
-                   path, title=action, fps=config.data.fps)
+    path = os.path.join(out_dir, f'test_{i:03d}_{action}.gif')
+    render.animate(people(i), path, title=action, fps=config.data.fps)
     gifs.append(path)
-  result.update(samples=npz, animations=gifs, interaction=_interaction_stats(config, batch, generated))
+  sheet = render.contact_sheet([(class_names[int(batch['label'][i])], people(i)) for i in firsts],
+                               os.path.join(out_dir, 'contact_sheet.png'), num_frames=6)
+  result = {'samples': npz, 'animations': gifs, 'contact_sheet': sheet,
+            'sampling': f'{config.sample.method} {config.sample.respacing}',
+            'quality': scalars, 'per_class': table}
   _write_report(workdir, config, result)
   result['report'] = os.path.join(os.path.abspath(workdir), 'report.md')
   return result
 
 
 def _write_report(workdir, config, result):
-  m = result['last_metrics'] or {}
+  m = result.get('last_metrics') or _last_training_metrics(workdir)
+  q = result['quality']
+  recognizer = ''
+  if 'fid' in q:
+    recognizer = (f"Against the real reactions of the same actors (ST-GCN recognizer in "
+                  f"`recognizer/`): FID {q['fid']:.3f}, accuracy {q['accuracy']:.3f}.\n")
   lines = [
       f"# regennet_jax run: {os.path.basename(os.path.abspath(workdir))}", '',
-      f"Trained {result['steps']} steps on `{config.data.name}` "
-      f"({config.model.arch}, {config.model.num_layers} layers x {config.model.latent_dim}).", '',
+      f"`{config.data.name}`, {config.model.arch} model {config.model.num_layers} layers x "
+      f"{config.model.latent_dim}.", '',
+      '## Interactions, per class', '',
+      f"Every test actor ({result['per_class']['all']['real']['count']}, windows from frame 0) "
+      f"gets a generated reaction ({result['sampling']}); the real reactor of the same actor is "
+      'the reference. success: the class\'s physical event happens (hands meet, arms close '
+      'around the other body, the pushed body moves back, the punched head leaves the fist\'s '
+      'path, the wave is answered, the approached body backs away); latency: how long after the '
+      'actor starts moving the reactor does (> 0: it reacts, never anticipates); penetration: '
+      'share of frames and mean volume where the bodies overlap by more than 1 cm; foot skate: '
+      'share of frames where a planted foot slides.', '',
+      interaction.markdown_table(result['per_class']), recognizer,
+      '## Generated vs real', '',
+      'Blue actor, red generated reactor, grey real reactor; a gold dot marks hands touching.', '',
+      f"![contact sheet](samples/{os.path.basename(result['contact_sheet'])})", '',
+      *[f'![{os.path.basename(g)}](samples/{os.path.basename(g)})' for g in result['animations']],
+      '', '## Training', '',
       '| final training metric | value |', '|---|---|',
       *[f'| {k} | {v:.4g} |' for k, v in m.items()], '',
-      f"Samples ({config.sample.method}, {config.sample.respacing}): `samples/test_reactions.npz`", '',
-      '| reactor | actor-reactor root distance (m) | joint speed (m/s) |', '|---|---|---|',
-      *[f"| {k} | {v['actor_reactor_root_distance_m']:.3f} | {v['reactor_joint_speed_m_per_s']:.3f} |"
-        for k, v in result['interaction'].items()], '',
-      'Animations (blue actor, red generated reactor, grey real reactor):', '',
-      *[f'![{os.path.basename(g)}](samples/{os.path.basename(g)})' for g in result['animations']], '',
   ]
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
     f.write('\n'.join(lines))
   with open(os.path.join(workdir, 'report.json'), 'w') as f:
-    json.dump(result, f, indent=2)
+    json.dump({k: v for k, v in result.items() if k != 'report'}, f, indent=2)
+
+
+def _last_training_metrics(workdir):
+  """The last training record of metrics.jsonl ({} if there is none)."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  last = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:
+          continue
+        if 'loss' in record:
+          last = {k: v for k, v in record.items() if k != 'step'}
+  return last
 
 
 def load_params(config, workdir):
@@ -146,7 +172,7 @@ def stream_from_checkpoint(config, workdir):
   from regennet_jax import streaming
   params, step, class_names = load_params(config, workdir)
   _, test_src, _ = sources.load_splits(config.data)
-  batch, _ = windows_from_test_split(config, test_src, config.stream.batch_size)
+  batch, _ = monitor_lib.test_windows(config, test_src, config.stream.batch_size)
   model = train_lib.build_model(config, len(class_names), for_sampling=True)
   schedule = train_lib.build_schedule(config, config.sample.respacing)
   key = jax.random.PRNGKey(config.seed)
@@ -154,10 +180,10 @@ def stream_from_checkpoint(config, workdir):
   stream = streaming.ReactionStream(
       model, params, schedule, key, batch_size=len(batch['actor']),
       max_frames=max(frames, config.stream.max_frames), method=config.sample.method,
-      eta=config.sample.eta, guidance_scale=config.sample.guidance_scale, label=batch['label'])
+      eta=config.sample.eta, guidance_scale=config.sample.guidance_scale, label=batch['label'],
+      actor_frame=config.model.actor_frame)
   streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
-  sampler = sample.make_sampler(model, schedule, config.sample.method, config.sample.eta,
-                                config.sample.guidance_scale, config.sample.chunk_size)
+  sampler = train_lib.build_sampler(config, len(class_names))
   whole = np.asarray(jax.jit(sampler)(params, batch['actor'], batch['label'], key))
   result = {'checkpoint_step': step, 'streams': len(batch['actor']), 'frames': frames,
             'denoising_steps': int(schedule.num_steps), 'method': config.sample.method,

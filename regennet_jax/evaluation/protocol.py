@@ -60,10 +60,7 @@ def evaluate(config, workdir, params, progress=True):
   train_src, test_src, class_names = sources.load_splits(config.data)
   num_classes = len(class_names)
   recog, recog_info = recognizer_lib.load_recognizer(config, workdir, num_classes)
-  model = train_lib.build_model(config, num_classes, for_sampling=True)
-  schedule = train_lib.build_schedule(config, e.respacing)
-  sampler = sample_lib.make_sampler(model, schedule, e.method, config.sample.eta,
-                                    config.sample.guidance_scale, config.sample.chunk_size)
+  sampler = train_lib.build_sampler(config, num_classes, e.respacing, e.method)
   mesh = train_lib.make_mesh(1, jax.local_devices())
   runs = {split: {'generated': {m: [] for m in METRICS}, 'real': {m: [] for m in METRICS}}
           for split in ('train', 'test')}
