@@ -43,6 +43,9 @@ def get_config():
   # vertical so the actor faces +z); samples are turned back to the world. False: the original's
   # world orientation. See regennet_jax/pair_frame.py.
   c.model.actor_frame = False
+  # True: the actor's joint positions (forward kinematics) are a second input next to its
+  # rotations (not in the paper).
+  c.model.actor_positions = False
 
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.noise_schedule = 'cosine'
@@ -53,6 +56,7 @@ def get_config():
   c.losses.body = 1.0
   c.losses.transl = 1.0
   c.losses.rcxyz = 0.0
+  c.losses.world_joints = 0.0  # reactor joint positions with translation (not in the paper)
   c.losses.vel = 0.0
   c.losses.fc = 0.0
   c.losses.fc_threshold = 0.03
@@ -90,6 +94,10 @@ def get_config():
   # AVX512-BF16 (what TPUs do for float32 matmuls by default) and moves FID slightly (README);
   # 'float32' reproduces the PyTorch arithmetic.
   c.sample.matmul_dtype = 'float32'
+  # True: samples are projected onto valid rotations (unit, orthogonal rot6d rows; zero padding
+  # channels) before they are saved or scored. False: raw network output, as the released code
+  # feeds its evaluator.
+  c.sample.orthonormalize = False
   c.sample.chunk_size = 0         # reactions per denoiser pass; 0: 16 on CPU (cache-sized), all on TPU/GPU
   c.sample.num_render = 4        # reactions rendered to GIF after training
   c.sample.batch_size = 64

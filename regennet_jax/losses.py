@@ -21,6 +21,9 @@ NORMALIZATIONS = ('code', 'paper')
 class LossWeights:
   """Weights of each term (the x0 MSE always has weight 1), as the original's lambda_* flags.
 
+  world_joints: squared error of the reactor's joint positions with its translation (m^2 per
+    coordinate): where the hands are relative to the actor, which the rotation MSE weighs only
+    indirectly. Not in the paper (0 there).
   normalization: 'code' divides the per-frame interaction terms (orient, body, transl) by T^2 as the
     released code does (a quirk of its masked_l2 on 3-D tensors); 'paper' divides by the number of
     valid frames as the paper's equations write.
@@ -30,6 +33,7 @@ class LossWeights:
   body: float = 1.0
   transl: float = 1.0
   rcxyz: float = 0.0
+  world_joints: float = 0.0
   vel: float = 0.0
   fc: float = 0.0
   fc_threshold: float = 0.03
@@ -117,9 +121,12 @@ def loss_terms(actor, x0, pred, mask, rest_joints, weights: LossWeights):
       terms['body'] = joint_distance_loss(joints[0], joints[1], joints[2], mask, norm)
     if weights.rcxyz:
       terms['rcxyz'] = masked_l2(joints[1], joints[2], mask)
-  if weights.fc:
+  if weights.fc or weights.world_joints:
     world = kinematics.motion_to_joints(jnp.stack([x0, pred]), rest_joints, with_translation=True)
-    terms['fc'] = foot_contact_loss(world[0], world[1], mask, weights.fc_threshold)
+    if weights.world_joints:
+      terms['world_joints'] = masked_l2(world[0], world[1], mask)
+    if weights.fc:
+      terms['fc'] = foot_contact_loss(world[0], world[1], mask, weights.fc_threshold)
   return terms
 
 

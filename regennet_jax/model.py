@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from regennet_jax.body import kinematics
+
 MAX_LEN = 5000
 
 
@@ -208,6 +210,11 @@ class Denoiser(nn.Module):
   # float32 (see matmul_with_operands_in). Parameters, the input/output projections (they carry
   # the motion itself: bfloat16 there cost FID) and every other operation stay float32.
   matmul_dtype: str | None = None
+  # Rest skeleton [55][3] (nested tuples) to also feed the actor's joint POSITIONS (forward
+  # kinematics with translation, [B, T, 55 * 3]) through their own input projection: where the
+  # actor's hands are, which rotations alone encode only through the kinematic chain. None: the
+  # original's rotations-only input.
+  actor_positions_rest: tuple | None = None
 
   def setup(self):
     if self.arch not in ('online', 'offline'):
@@ -271,6 +278,11 @@ class Denoiser(nn.Module):
     dense = lambda features, name: nn.Dense(features, dtype=self.dtype, name=name)
     x_feat = dense(self.latent_dim, 'input_process')(flat(x_t))
     a_feat = dense(self.latent_dim, 'actor_process')(flat(actor))
+    if self.actor_positions_rest is not None:
+      rest = jnp.asarray(self.actor_positions_rest, actor.dtype)
+      joints = kinematics.motion_to_joints(actor, rest, with_translation=True)
+      a_feat = a_feat + dense(self.latent_dim, 'actor_positions_process')(
+          joints.reshape(batch, frames, -1))
     if self.fusion == 'concat':
       h = dense(self.latent_dim, 'fuse')(jnp.concatenate([x_feat, a_feat], axis=-1))
     else:

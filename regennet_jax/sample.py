@@ -51,23 +51,37 @@ def map_in_chunks(fn, args, chunk_size):
   return jnp.moveaxis(out, 0, 1).reshape((batch,) + out.shape[2:])
 
 
+def valid_motion(motion):
+  """Projects [..., 56, 6] network output onto motions a body can have: each joint's rot6d is
+  replaced by that of the rotation it decodes to (Gram-Schmidt; unit, orthogonal rows) and the
+  translation row's three padding channels are zeroed. Decoded rotations are unchanged."""
+  joints = rotations.matrix_to_rot6d(rotations.rot6d_to_matrix(motion[..., :skeleton.NUM_JOINTS, :]))
+  trans = motion[..., skeleton.TRANSLATION_ROW:, :3]
+  trans = jnp.concatenate([trans, jnp.zeros_like(trans)], axis=-1)
+  return jnp.concatenate([joints, trans], axis=-2)
+
+
 def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, chunk_size=0,
-                 actor_frame=False):
+                 actor_frame=False, orthonormalize=False):
   """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted).
 
   chunk_size: reactions per denoiser pass (see map_in_chunks); 0 picks it for the backend. The
   result does not depend on it (the chain's noise is drawn for the whole batch).
   actor_frame: the model works in the actor's first-frame heading frame (model.actor_frame): the
   actor is turned into it and the reaction turned back.
+  orthonormalize: return valid_motion(reaction) instead of the raw network output (whose rot6d
+  rows need not be unit or orthogonal; the released code feeds them to its evaluator as they are).
   """
   guided = uses_guidance(model, guidance_scale)
   chunk_size = resolve_chunk_size(chunk_size)
 
   def sample(params, actor, label, key):
     if actor_frame:
-      actor, rotation = pair_frame.to_actor_frame(actor)
-      return pair_frame.from_actor_frame(sample_here(params, actor, label, key), rotation)
-    return sample_here(params, actor, label, key)
+      framed, rotation = pair_frame.to_actor_frame(actor)
+      out = pair_frame.from_actor_frame(sample_here(params, framed, label, key), rotation)
+    else:
+      out = sample_here(params, actor, label, key)
+    return valid_motion(out) if orthonormalize else out
 
   def sample_here(params, actor, label, key):
     def denoise_chunk(x_t, t, actor, label):

@@ -57,7 +57,9 @@ def build_model(config, num_actions, for_sampling=False):
                   num_heads=m.num_heads, dropout=m.dropout, fusion=m.fusion, cond_mode=m.cond_mode,
                   num_actions=max(1, num_actions), cond_mask_prob=m.cond_mask_prob,
                   dtype=jnp.dtype(m.dtype),
-                  matmul_dtype=None if matmul_dtype == 'float32' else matmul_dtype)
+                  matmul_dtype=None if matmul_dtype == 'float32' else matmul_dtype,
+                  actor_positions_rest=(tuple(map(tuple, build_rest_joints(config).tolist()))
+                                        if m.actor_positions else None))
 
 
 def build_sampler(config, num_actions, respacing=None, method=None):
@@ -69,7 +71,8 @@ def build_sampler(config, num_actions, respacing=None, method=None):
   method = s.method if method is None else method
   return sample.make_sampler(build_model(config, num_actions, for_sampling=True),
                              build_schedule(config, respacing), method, s.eta, s.guidance_scale,
-                             s.chunk_size, actor_frame=config.model.actor_frame)
+                             s.chunk_size, actor_frame=config.model.actor_frame,
+                             orthonormalize=s.orthonormalize)
 
 
 def build_schedule(config, respacing=''):
@@ -90,12 +93,14 @@ LR_SCHEDULES = ('constant', 'cosine')
 
 
 def learning_rate_schedule(config):
-  """step -> learning rate. 'constant' is the paper's; 'cosine' warms up linearly over
-  train.warmup_steps, then decays along a half cosine to train.final_lr_fraction x the peak at
-  train.num_steps."""
+  """step -> learning rate. Both warm up linearly over train.warmup_steps (0: the paper's constant
+  rate from the first step); 'cosine' then decays along a half cosine to train.final_lr_fraction x
+  the peak at train.num_steps."""
   t = config.train
   if t.lr_schedule == 'constant':
-    return optax.constant_schedule(t.learning_rate)
+    if not t.warmup_steps:
+      return optax.constant_schedule(t.learning_rate)
+    return optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
   if t.lr_schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
         0.0, t.learning_rate, warmup_steps=t.warmup_steps, decay_steps=max(t.num_steps, 1),

@@ -37,7 +37,18 @@ def test_train_then_sample(tmp_path):
   gifs = [f for f in os.listdir(os.path.join(workdir, 'samples')) if f.endswith('.gif')]
   assert len(gifs) == 1
   report = open(os.path.join(workdir, 'report.md')).read()
-  assert 'generated' in report and gifs[0] in report
+  assert gifs[0] in report and 'samples/contact_sheet.png' in report
+  assert os.path.exists(os.path.join(workdir, 'samples', 'contact_sheet.png'))
+  # The per-class interaction table: real vs generated for every class of the test windows.
+  assert '| class | event | n | success real / gen |' in report
+  per_class = json.load(open(os.path.join(workdir, 'report.json')))['per_class']
+  data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
+  classes = {str(a) for a in data['action']}
+  assert set(per_class) == classes | {'all'}
+  for name in classes:
+    assert set(per_class[name]) == {'real', 'generated'}
+    assert per_class[name]['real']['count'] == sum(data['action'] == name)
+    assert 0.0 <= per_class[name]['generated']['penetration_frequency'] <= 1.0
 
   data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
   assert data['reactor'].shape == data['actor'].shape == data['real_reactor'].shape
@@ -148,6 +159,10 @@ def test_recognizer_and_evaluation_modes(tmp_path):
       assert 0.0 <= r['accuracy']['mean'] <= 1.0 and r['diversity']['mean'] >= 0.0
   table = open(os.path.join(workdir, 'eval_report.md')).read()
   assert table.count('| generated |') == 2 and 'FID' in table
+  # Interaction metrics per class, over the evaluation seeds.
+  assert 'Interactions, per class' in table
+  hs = report['per_class']['handshake']
+  assert hs['real']['event'] == 'hands_meet' and hs['generated']['success_rate']['n'] == 2
   # A recognizer trained for another window length is refused with a reason.
   proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny + ['--config.data.num_frames=10'])
   assert proc.returncode == 1 and 'recognizer was trained for 8 classes and 12 frames' in proc.stderr

@@ -20,7 +20,9 @@ from regennet_jax import sample as sample_lib
 from regennet_jax import train as train_lib
 from regennet_jax.data import pipeline
 from regennet_jax.data import sources
+from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import metrics
+from regennet_jax.evaluation import monitor as monitor_lib
 from regennet_jax.evaluation import recognizer as recognizer_lib
 
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'kid', 'precision', 'recall')
@@ -89,12 +91,32 @@ def evaluate(config, workdir, params, progress=True):
   report = {'dataset': config.data.name, 'num_seeds': e.num_seeds,
             'num_samples': counts,
             'sampling': f'{e.method} {e.respacing}, {config.sample.matmul_dtype} matmuls',
-            'recognizer': recog_info, 'results': summary}
+            'recognizer': recog_info, 'results': summary,
+            'per_class': interaction_per_class(config, workdir, params, test_src, class_names,
+                                               progress)}
   with open(os.path.join(workdir, 'eval_report.json'), 'w') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(workdir, 'eval_report.md'), 'w') as f:
     f.write(markdown(report))
   return report
+
+
+def interaction_per_class(config, workdir, params, test_src, class_names, progress=False):
+  """Interaction metrics per class (interaction.py) on the test actors' windows from frame 0, for
+  each evaluation seed: {class: {'real': row, 'generated': {field: summarize over seeds}}}."""
+  monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names)
+  tables = [monitor(params, seed=seed)[1]
+            for seed in tqdm(range(config.eval.num_seeds), desc='interaction metrics',
+                             disable=not progress)]
+  out = {}
+  for name, first in tables[0].items():
+    generated = {'event': first['generated']['event'], 'count': first['generated']['count']}
+    for field in interaction.SUMMARY_FIELDS:
+      values = [t[name]['generated'][field] for t in tables]
+      values = [v for v in values if v is not None]
+      generated[field] = metrics.summarize(values) if values else None
+    out[name] = {'real': first['real'], 'generated': generated}
+  return out
 
 
 def markdown(report):
@@ -110,4 +132,13 @@ def markdown(report):
       r = kinds[kind]
       cell = lambda m: f"{r[m]['mean']:.3f} ± {r[m]['paper_interval']:.3f}"
       lines.append(f'| {split} | {kind} | ' + ' | '.join(cell(m) for m in METRICS) + ' |')
+  if report.get('per_class'):
+    means = {name: {'real': rows['real'],
+                    'generated': {k: (v['mean'] if isinstance(v, dict) else v)
+                                  for k, v in rows['generated'].items()}}
+             for name, rows in report['per_class'].items()}
+    lines += ['', '## Interactions, per class', '',
+              'Test actors, windows from frame 0; generated values are means over the evaluation '
+              'seeds (their 95% intervals are in eval_report.json). See report.md of a training '
+              'run for what each column measures.', '', interaction.markdown_table(means)]
   return '\n'.join(lines) + '\n'
