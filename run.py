@@ -44,31 +44,41 @@ def _workdir():
   return os.path.join('runs', name)
 
 
+def run(mode, config, workdir):
+  """Runs one mode; returns its JSON-able result."""
+  import jax  # imported here so that --help is instant
+  from regennet_jax import modes
+  from regennet_jax import train
+  from regennet_jax.data import sources
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  splits = sources.load_splits(config.data)
+  if mode == 'train':
+    state, summary = train.train(config, workdir, splits)
+    return modes.after_training(config, workdir, state, summary, splits)
+  if mode == 'sample':
+    return modes.sample_from_checkpoint(config, workdir, splits)
+  if mode == 'stream':
+    return modes.stream_from_checkpoint(config, workdir, splits)
+  if mode == 'train_recognizer':
+    return modes.train_recognizer(config, workdir, splits)
+  return modes.evaluate(config, workdir, splits)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # keep library INFO chatter (orbax, jax) off the console
-  # Imported here so that --help is instant.
-  import jax
-  from regennet_jax import workflow
-  if _DISTRIBUTED.value or _COORDINATOR.value:
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
-  config, workdir = _CONFIG.value, _workdir()
+  from regennet_jax import errors
   try:
-    if _MODE.value == 'train':
-      result = workflow.train_and_report(config, workdir)
-    elif _MODE.value == 'sample':
-      result = workflow.sample_from_checkpoint(config, workdir)
-    elif _MODE.value == 'stream':
-      result = workflow.stream_from_checkpoint(config, workdir)
-    elif _MODE.value == 'train_recognizer':
-      result = workflow.train_recognizer(config, workdir)
-    else:
-      result = workflow.evaluate(config, workdir)
-  except workflow.USER_ERRORS as e:
+    result = run(_MODE.value, _CONFIG.value, _workdir())
+  except errors.UserError as e:
+    if os.environ.get('REGENNET_DEBUG'):
+      raise
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
+  import jax
   if jax.process_index() == 0:
     print(json.dumps(result, indent=2))
 

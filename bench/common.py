@@ -1,5 +1,12 @@
-"""Shared helpers for benchmarks: timing jitted functions and printing JSON."""
+"""Shared helpers for benchmarks: the real config files, timing, FLOP counts, the machine, JSON.
 
+Speed depends on the CPU, so every benchmark prints the CPU model and this machine's measured JAX
+matrix-multiply rate (float32 and bfloat16 operands), and reports what it times as a fraction of
+that rate (XLA's FLOP count / time / measured rate): figures from different machines compare.
+"""
+
+import functools
+import importlib
 import json
 import os
 import platform
@@ -11,6 +18,15 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+# What the benchmarks call the sizes: the paper's NTU model and data, and the default run's.
+CONFIGS = {'ntu': 'ntu120', 'default': 'synthetic'}
+
+
+def load_config(preset):
+  """configs/<file>.py's config for a preset name ('ntu', 'default') or a config file name."""
+  return importlib.import_module(f'configs.{CONFIGS.get(preset, preset)}').get_config()
 
 
 def time_fn(fn, *args, repeats=5, warmup=1):
@@ -26,6 +42,42 @@ def time_fn(fn, *args, repeats=5, warmup=1):
   return times[len(times) // 2]
 
 
+def xla_flops(jitted, *args):
+  """XLA's count of floating-point operations of one call of a jitted function."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(cost, list):  # older jax returns one dict per device
+    cost = cost[0]
+  return float(cost.get('flops', float('nan')))
+
+
+def cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_rate(dtype='float32', size=2048):
+  """This machine's JAX rate (FLOP/s) on a [size x size] @ [size x size] matrix multiply, with
+  operands in `dtype` and float32 accumulation."""
+  a = jnp.ones((size, size), dtype)
+  fn = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+  seconds = time_fn(fn, a, a, repeats=5, warmup=2)
+  return 2 * size ** 3 / seconds
+
+
+def roofline(flops, seconds, dtype='float32'):
+  """{'xla_gflop': .., 'achieved_gflops': .., 'fraction_of_matmul_rate': ..} for one timed call."""
+  rate = flops / seconds
+  return {'xla_gflop': flops / 1e9, 'achieved_gflop_per_s': rate / 1e9,
+          'fraction_of_measured_matmul_rate': rate / matmul_rate(dtype), 'rate_dtype': dtype}
+
+
 def peak_rss_mb():
   """Peak resident memory of this process so far (MB)."""
   import resource
@@ -33,8 +85,11 @@ def peak_rss_mb():
 
 
 def machine():
-  return {'backend': jax.default_backend(), 'devices': jax.device_count(),
-          'cpu_count': os.cpu_count(), 'python': platform.python_version(), 'jax': jax.__version__}
+  return {'cpu': cpu_model(), 'cpu_count': os.cpu_count(), 'backend': jax.default_backend(),
+          'devices': jax.device_count(), 'python': platform.python_version(),
+          'jax': jax.__version__,
+          'matmul_gflop_per_s': {'float32': matmul_rate('float32') / 1e9,
+                                 'bfloat16': matmul_rate('bfloat16') / 1e9}}
 
 
 def emit(result):

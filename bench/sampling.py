@@ -1,61 +1,59 @@
 """Sampling throughput: reactions/s with DDIM (respaced) + classifier-free guidance.
 
-  python bench/sampling.py                    # paper NTU size: 8x512, 60 frames, batch 64, ddim5, CFG
-  python bench/sampling.py --preset=default
+  python bench/sampling.py                    # configs/ntu120.py, action-conditioned, ddim5 + CFG
+  python bench/sampling.py --preset=default   # configs/synthetic.py
   python bench/sampling.py --matmul_dtype=bfloat16   # bfloat16 operands, float32 accumulation
   python bench/sampling.py --chunk_size=64            # the whole batch in one denoiser pass
 
-chunk_size 0 is the sampler's automatic choice (16 on CPU).
-
-Reference (REGENNET_SPEC.md): the original PyTorch code samples ~8.5 reactions/s with DDIM-5 + CFG
-on a 2-core CPU.
+chunk_size 0 is the sampler's automatic choice (16 on CPU). Reference: the original PyTorch code
+samples about 8.5 reactions/s with DDIM-5 + CFG on a 2-core AMD EPYC (9.2 on an Intel Xeon).
 """
 
 import argparse
 
-from common import emit, time_fn
+from common import emit, load_config, roofline, time_fn, xla_flops
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regennet_jax import diffusion
+from regennet_jax import factory
 from regennet_jax import sample
-from regennet_jax.model import Denoiser
-
-PRESETS = {
-    'ntu': dict(num_layers=8, latent_dim=512, ff_size=1024, num_frames=60, batch_size=64),
-    'default': dict(num_layers=2, latent_dim=128, ff_size=256, num_frames=40, batch_size=64),
-}
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--preset', choices=sorted(PRESETS), default='ntu')
+  parser.add_argument('--preset', default='ntu', help="'ntu', 'default' or a configs/ file name")
   parser.add_argument('--respacing', default='ddim5')
+  parser.add_argument('--method', default='ddim', choices=['ddim', 'ddpm'])
   parser.add_argument('--guidance_scale', type=float, default=2.5)
+  parser.add_argument('--batch_size', type=int, default=64)
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--matmul_dtype', choices=['float32', 'bfloat16'], default='float32')
   parser.add_argument('--chunk_size', type=int, default=0)
   args = parser.parse_args()
-  p = PRESETS[args.preset]
-  shape = (p['batch_size'], p['num_frames'], 56, 6)
+  config = load_config(args.preset)
+  # The constrained (action-conditioned) model, so that classifier-free guidance runs.
+  config.model.cond_mode, config.model.cond_mask_prob = 'action', 0.1
+  config.sample.guidance_scale = args.guidance_scale
+  config.sample.matmul_dtype, config.sample.chunk_size = args.matmul_dtype, args.chunk_size
+  shape = (args.batch_size, config.data.num_frames, 56, 6)
   actor = jnp.asarray(np.random.default_rng(0).normal(0, 0.3, shape).astype(np.float32))
-  label = jnp.zeros((p['batch_size'],), jnp.int32)
-  schedule = diffusion.make_schedule('cosine', 1000, args.respacing)
-  dtype = args.matmul_dtype
-  model = Denoiser(num_layers=p['num_layers'], latent_dim=p['latent_dim'], ff_size=p['ff_size'],
-                   cond_mode='action', num_actions=26, cond_mask_prob=0.1,
-                   matmul_dtype=None if dtype == 'float32' else dtype)
+  label = jnp.zeros((args.batch_size,), jnp.int32)
+  model = factory.make_model(config, 26, for_sampling=True)
   params = model.init(jax.random.PRNGKey(0), actor[:1], label[:1], actor[:1], label[:1])['params']
-  fn = jax.jit(sample.make_sampler(model, schedule, 'ddim', guidance_scale=args.guidance_scale,
-                                   chunk_size=args.chunk_size))
-  seconds = time_fn(fn, params, actor, label, jax.random.PRNGKey(1), repeats=args.repeats)
-  per_sec = p['batch_size'] / seconds
-  emit({'benchmark': 'sampling', 'preset': args.preset, **p, 'respacing': args.respacing,
-        'cfg': sample.uses_guidance(model, args.guidance_scale), 'matmul_dtype': dtype,
+  fn = jax.jit(factory.make_sampler(config, 26, args.respacing, args.method))
+  key = jax.random.PRNGKey(1)
+  seconds = time_fn(fn, params, actor, label, key, repeats=args.repeats)
+  per_sec = args.batch_size / seconds
+  m = config.model
+  emit({'benchmark': 'sampling', 'preset': args.preset, 'num_layers': m.num_layers,
+        'latent_dim': m.latent_dim, 'num_frames': config.data.num_frames,
+        'batch_size': args.batch_size, 'respacing': args.respacing, 'method': args.method,
+        'cfg': sample.uses_guidance(model, args.guidance_scale), 'matmul_dtype': args.matmul_dtype,
         'chunk_size': sample.resolve_chunk_size(args.chunk_size), 'batch_seconds': seconds,
         'reactions_per_sec': per_sec,
+        **roofline(xla_flops(fn, params, actor, label, key), seconds, args.matmul_dtype),
         'speedup_vs_original_pytorch_cpu_8.5_per_s': per_sec / 8.5 if args.preset == 'ntu' else None})
 
 

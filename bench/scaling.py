@@ -1,7 +1,7 @@
 """How the training step scales: with batch size, with sequence length, and over devices.
 
-  python bench/scaling.py                       # default-size model (fast)
-  python bench/scaling.py --preset=ntu          # paper size (slow on a CPU)
+  python bench/scaling.py                       # the default run's model (configs/synthetic.py)
+  python bench/scaling.py --preset=ntu          # paper size (configs/ntu120.py; slow on a CPU)
 
 Device scaling runs in subprocesses with XLA_FLAGS=--xla_force_host_platform_device_count=N; on a
 2-core CPU the forced devices share the same cores, so this shows overhead, not speed-up.
@@ -13,36 +13,31 @@ import os
 import subprocess
 import sys
 
-from common import ROOT, emit, time_fn
+from common import ROOT, emit, load_config, time_fn
 
 import jax
 
-from configs import synthetic
-from regennet_jax import train as train_lib
-
-PRESETS = {'default': (2, 128, 256), 'ntu': (8, 512, 1024)}
+from regennet_jax import factory
+from regennet_jax import sharding
+from regennet_jax import train_step
 
 
 def step_seconds(preset, batch, frames, devices=None):
-  layers, width, ff = PRESETS[preset]
-  config = synthetic.get_config()
-  config.model.num_layers, config.model.latent_dim, config.model.ff_size = layers, width, ff
+  config = load_config(preset)
   config.data.num_frames, config.train.batch_size = frames, batch
-  model = train_lib.build_model(config, 8)
-  tx = train_lib.build_optimizer(config)
-  mesh = train_lib.make_mesh(1, devices)
-  state, shardings = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
-  batch_arrays = train_lib.shard_batch(train_lib.example_batch(config, batch), mesh)
-  fn = jax.jit(train_lib.make_train_step(config, model, tx, train_lib.build_schedule(config),
-                                         train_lib.build_rest_joints(config),
-                                         train_lib.build_loss_weights(config)))
+  setup = factory.make_training(config, 8, devices)
+  batch_arrays = sharding.shard_batch(factory.dummy_batch(config, batch), setup.mesh)
+  fn = jax.jit(train_step.make_train_step(config, setup.model, setup.optimizer,
+                                          factory.make_schedule(config),
+                                          factory.make_rest_joints(config),
+                                          factory.make_loss_weights(config)))
   key = jax.random.PRNGKey(1)
-  return time_fn(lambda s: fn(s, batch_arrays, key)[1]['loss'], state, repeats=3)
+  return time_fn(lambda s: fn(s, batch_arrays, key)[1]['loss'], setup.state, repeats=3)
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--preset', choices=sorted(PRESETS), default='default')
+  parser.add_argument('--preset', default='default', help="'default', 'ntu' or a configs/ name")
   parser.add_argument('--child_devices', type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child_devices:

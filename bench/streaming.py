@@ -7,43 +7,38 @@ Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 10
 
 import argparse
 
-from common import emit
+from common import emit, load_config
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regennet_jax import diffusion
+from regennet_jax import factory
 from regennet_jax import streaming
-from regennet_jax.model import Denoiser
-
-PRESETS = {
-    'ntu': dict(num_layers=8, latent_dim=512, ff_size=1024),
-    'default': dict(num_layers=2, latent_dim=128, ff_size=256),
-}
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--preset', choices=sorted(PRESETS), default='ntu')
+  parser.add_argument('--preset', default='ntu', help="'ntu', 'default' or a configs/ file name")
   parser.add_argument('--steps', default='2,5,10')
   parser.add_argument('--frames', type=int, default=60)
   args = parser.parse_args()
-  p = PRESETS[args.preset]
-  model = Denoiser(**p)
+  config = load_config(args.preset)
+  model = factory.make_model(config, 26, for_sampling=True)
   x = jnp.zeros((1, args.frames, 56, 6))
   params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,), jnp.int32), x)['params']
   actor = np.random.default_rng(0).normal(0, 0.3, (args.frames, 1, 56, 6)).astype(np.float32)
   results = {}
   for steps in [int(s) for s in args.steps.split(',')]:
-    schedule = diffusion.make_schedule('cosine', 1000, f'ddim{steps}')
+    schedule = factory.make_schedule(config, f'ddim{steps}')
     stream = streaming.ReactionStream(model, params, schedule, jax.random.PRNGKey(1),
                                       max_frames=args.frames)
     for f in range(args.frames):
       stream.push(actor[f])
     results[f'{steps}_steps'] = stream.latency_report()
-  emit({'benchmark': 'streaming', 'preset': args.preset, **p, 'frames': args.frames,
-        'latency': results})
+  m = config.model
+  emit({'benchmark': 'streaming', 'preset': args.preset, 'num_layers': m.num_layers,
+        'latent_dim': m.latent_dim, 'frames': args.frames, 'latency': results})
 
 
 if __name__ == '__main__':

@@ -20,8 +20,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from data_prep import common
-from data_prep.common import DatasetFormatError
+from data_prep.common import errors.DataError
 from regennet_jax.data import classes
+from regennet_jax import errors
 
 # field -> (first joint row, number of joints); rows follow the SMPL-X joint order.
 FIELDS = {'global_orient': (0, 1), 'body_pose': (1, 21), 'jaw_pose': (22, 1), 'leye_pose': (23, 1),
@@ -35,7 +36,7 @@ def _field(data, path, key, frames=None, joints=None):
   try:
     arr = np.asarray(data[key], np.float64)
   except (ValueError, TypeError) as e:
-    raise DatasetFormatError(f'{path}: field {key!r} is not a numeric array ({e}).') from None
+    raise errors.DataError(f'{path}: field {key!r} is not a numeric array ({e}).') from None
   if key == 'transl':
     ok = arr.ndim == 3 and arr.shape[0] == 2 and arr.shape[2] == 3
     expected = '[2, T, 3]'
@@ -44,10 +45,10 @@ def _field(data, path, key, frames=None, joints=None):
         arr.shape[0] == 2 and arr.shape[2] == joints
     expected = f'[2, T, {joints}, 3, 3] (or [2, T, {joints}, 3] axis-angle)'
   if not ok or (frames is not None and arr.shape[1] != frames):
-    raise DatasetFormatError(f'{path}: field {key!r} has shape {list(arr.shape)}, expected '
+    raise errors.DataError(f'{path}: field {key!r} has shape {list(arr.shape)}, expected '
                              f'{expected}' + (f' with T={frames}' if frames else '') + '.')
   if not np.all(np.isfinite(arr)):
-    raise DatasetFormatError(f'{path}: field {key!r} contains NaN/Inf.')
+    raise errors.DataError(f'{path}: field {key!r} contains NaN/Inf.')
   return arr
 
 
@@ -57,16 +58,16 @@ def read_sequence(path, up_axis='y'):
     with open(path) as f:
       data = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise DatasetFormatError(f'{path}: not valid JSON ({e}); the file may be truncated.') from None
+    raise errors.DataError(f'{path}: not valid JSON ({e}); the file may be truncated.') from None
   if not isinstance(data, dict):
-    raise DatasetFormatError(f'{path}: expected a JSON object of SMPL-X fields.')
+    raise errors.DataError(f'{path}: expected a JSON object of SMPL-X fields.')
   for key in REQUIRED:
     if key not in data:
-      raise DatasetFormatError(f'{path}: field {key!r} is missing (has {sorted(data)}).')
+      raise errors.DataError(f'{path}: field {key!r} is missing (has {sorted(data)}).')
   transl = _field(data, path, 'transl')
   frames = transl.shape[1]
   if frames < 1:
-    raise DatasetFormatError(f"{path}: field 'transl' has no frames.")
+    raise errors.DataError(f"{path}: field 'transl' has no frames.")
   out = np.zeros((2, frames, 56, 3))
   up = UP_AXES[up_axis]
   for key, (row, joints) in FIELDS.items():
@@ -88,7 +89,7 @@ def action_of(path):
   action = stem.split(' ')[0].split('_')[0]
   lookup = {n.lower(): i for i, n in enumerate(classes.CHI3D_NAMES)}
   if action.lower() not in lookup:
-    raise DatasetFormatError(f'{path}: action {action!r} from the file name is not one of '
+    raise errors.DataError(f'{path}: action {action!r} from the file name is not one of '
                              f'{classes.CHI3D_NAMES}.')
   return lookup[action.lower()]
 
@@ -110,10 +111,10 @@ def main(argv=None):
   common.add_common_flags(parser)
   args = parser.parse_args(argv)
   if not os.path.isdir(args.root):
-    raise FileNotFoundError(f'{args.root}: no such folder.')
+    raise errors.MissingFileError(f'{args.root}: no such folder.')
   paths = sorted(glob.glob(os.path.join(args.root, '**', 'smplx', '*.json'), recursive=True))
   if not paths:
-    raise DatasetFormatError(f'{args.root}: no */smplx/*.json files (the CHI3D layout).')
+    raise errors.DataError(f'{args.root}: no */smplx/*.json files (the CHI3D layout).')
   order = {}
   if args.order:
     with open(args.order) as f:
@@ -127,7 +128,7 @@ def main(argv=None):
       try:
         label = action_of(path)
         both = read_sequence(path, args.up_axis)
-      except DatasetFormatError as e:
+      except errors.DataError as e:
         yield e
         continue
       a = int(order.get(name, 0))

@@ -4,14 +4,10 @@ import dataclasses
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
+from tqdm.auto import tqdm
 
-from tqdm.auto import tqdm  # noqa: E402
-
-from regennet_jax.data import records  # noqa: E402
-from regennet_jax.data.records import DatasetFormatError  # noqa: E402,F401
+from regennet_jax import errors
+from regennet_jax.data import records
 
 
 @dataclasses.dataclass
@@ -25,7 +21,7 @@ def convert(out, name, class_names, fps, source, items, total=None, overwrite=Fa
             skip_bad=False):
   """Writes (split, sample | Skip) items to a dataset at `out`; returns a summary dict.
 
-  A malformed input raises DatasetFormatError naming its file and field, and nothing is written,
+  A malformed input raises errors.DataError naming its file and field, and nothing is written,
   unless skip_bad, in which case it is listed in skipped.txt with the reason.
   """
   skipped = []
@@ -46,7 +42,7 @@ def convert(out, name, class_names, fps, source, items, total=None, overwrite=Fa
       f.writelines(f'{s.name}\t{s.reason}\n' for s in skipped)
     splits = dict(writer.info['splits'])
   if not splits:
-    raise DatasetFormatError(f'{source}: no sequences were converted ({len(skipped)} skipped).')
+    raise errors.DataError(f'{source}: no sequences were converted ({len(skipped)} skipped).')
   return {'out': os.path.abspath(out), 'splits': splits, 'skipped': len(skipped)}
 
 
@@ -58,10 +54,10 @@ def read_order_label(directory, sample_name):
       with open(path, newline=None) as f:
         first = f.readline().strip()
       if first not in ('0', '1'):
-        raise DatasetFormatError(f"{path}: first line must be 0 (keep) or 1 (swap actor/reactor), "
+        raise errors.DataError(f"{path}: first line must be 0 (keep) or 1 (swap actor/reactor), "
                                  f'got {first!r}.')
       return first == '1'
-  raise DatasetFormatError(f'{directory}: no order label for {sample_name} '
+  raise errors.DataError(f'{directory}: no order label for {sample_name} '
                            f'(expected {sample_name}.mp4.txt).')
 
 
@@ -77,7 +73,7 @@ def main_wrapper(fn):
   import json
   try:
     summary = fn()
-  except (DatasetFormatError, FileExistsError, FileNotFoundError) as e:
+  except (errors.DataError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
   print(json.dumps(summary, indent=2))

@@ -24,7 +24,10 @@ import numpy as np
 
 from data_prep import common
 from regennet_jax import checkpoint_import
-from regennet_jax import train as train_lib
+from regennet_jax import checkpoints
+from regennet_jax import factory
+from regennet_jax import sharding
+from regennet_jax import errors
 
 
 def load_config(path):
@@ -38,16 +41,16 @@ def read_state_dict(path):
   try:
     import torch
   except ImportError:
-    raise common.DatasetFormatError('reading a PyTorch checkpoint needs torch: '
+    raise errors.DataError('reading a PyTorch checkpoint needs torch: '
                                     'pip install torch==2.13.0') from None
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pickle / zip errors from truncated or foreign files
-    raise common.DatasetFormatError(f'{path}: not a readable PyTorch checkpoint ({e}).') from None
+    raise errors.DataError(f'{path}: not a readable PyTorch checkpoint ({e}).') from None
   if isinstance(obj, dict) and 'state_dict' in obj and isinstance(obj['state_dict'], dict):
     obj = obj['state_dict']
   if not isinstance(obj, dict):
-    raise common.DatasetFormatError(f'{path}: expected a state_dict, got {type(obj).__name__}.')
+    raise errors.DataError(f'{path}: expected a state_dict, got {type(obj).__name__}.')
   return {k: v.numpy() for k, v in obj.items() if hasattr(v, 'numpy')}
 
 
@@ -62,7 +65,7 @@ def main(argv=None):
     parser.error('give --checkpoint and/or --recognizer')
   for path in (args.checkpoint, args.recognizer):
     if path and not os.path.exists(path):
-      raise FileNotFoundError(f'{path}: no such file.')
+      raise errors.MissingFileError(f'{path}: no such file.')
   config = load_config(args.config)
   summary = {'workdir': os.path.abspath(args.workdir)}
   if args.recognizer:
@@ -77,8 +80,8 @@ def import_recognizer(path, config, workdir):
   import orbax.checkpoint as ocp
   try:
     variables, info = checkpoint_import.convert_stgcn_state_dict(read_state_dict(path))
-  except checkpoint_import.CheckpointImportError as e:
-    raise common.DatasetFormatError(f'{path}: {e}') from None
+  except errors.DataError as e:
+    raise errors.DataError(f'{path}: {e}') from None
   directory = os.path.join(os.path.abspath(workdir), 'recognizer')
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(directory, 'variables'),
@@ -94,32 +97,36 @@ def import_recognizer(path, config, workdir):
 def import_model(checkpoint, config, workdir):
   try:
     params, arch = checkpoint_import.convert_state_dict(read_state_dict(checkpoint))
-  except checkpoint_import.CheckpointImportError as e:
-    raise common.DatasetFormatError(f'{checkpoint}: {e}') from None
+  except errors.DataError as e:
+    raise errors.DataError(f'{checkpoint}: {e}') from None
   overrides = {}
-  for key in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode'):
-    if config.model[key] != arch[key]:
-      overrides[f'--config.model.{key}'] = arch[key]
-      config.model[key] = arch[key]
+  # The released models see the world frame and the actor's rotations only (model.py).
+  implied = {**{k: arch[k] for k in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads',
+                                     'fusion', 'cond_mode')},
+             'actor_frame': False, 'actor_positions': False}
+  for key, value in implied.items():
+    if config.model[key] != value:
+      overrides[f'--config.model.{key}'] = value
+      config.model[key] = value
   match = re.search(r'(\d+)\.pt$', checkpoint)
   step = int(match.group(1)) if match else 0
-  model = train_lib.build_model(config, arch['num_actions'])
-  tx = train_lib.build_optimizer(config)
-  mesh = train_lib.make_mesh(1, jax.local_devices()[:1])
-  state, _ = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
+  model = factory.make_model(config, arch['num_actions'])
+  tx = factory.make_optimizer(config)
+  mesh = sharding.make_mesh(1, jax.local_devices()[:1])
+  state, _ = factory.make_train_state(config, model, tx, mesh, jax.random.PRNGKey(0))
   shapes = jax.tree_util.tree_map(np.shape, state.params)
   got = jax.tree_util.tree_map(np.shape, params)
   if shapes != got:
-    raise common.DatasetFormatError(f'{checkpoint}: imported parameters do not fit the model '
+    raise errors.DataError(f'{checkpoint}: imported parameters do not fit the model '
                                     'built from the config (different tree or shapes).')
   state = state.replace(step=jnp.asarray(step, jnp.int32),
                         params=jax.tree_util.tree_map(jnp.asarray, params),
                         opt_state=tx.init(params),
                         ema_params=params if config.train.ema_decay else {})
   os.makedirs(workdir, exist_ok=True)
-  train_lib.write_config(workdir, config)
-  manager = train_lib.checkpoint_manager(workdir, config)
-  train_lib.save_checkpoint(manager, state, {})
+  checkpoints.save_run_config(workdir, config)
+  manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
+  checkpoints.save(manager, state, {})
   manager.wait_until_finished()
   manager.close()
   return {'step': step, 'architecture': arch,

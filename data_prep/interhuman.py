@@ -17,10 +17,11 @@ import os
 import numpy as np
 
 from data_prep import common
-from data_prep.common import DatasetFormatError
+from data_prep.common import errors.DataError
 from regennet_jax.body import skeleton
 from regennet_jax.data import classes
 from regennet_jax.data import retarget
+from regennet_jax import errors
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
 MIN_COLUMNS = 22 * 3
@@ -42,14 +43,14 @@ def read_person(path):
   try:
     arr = np.load(path, allow_pickle=False)
   except (ValueError, OSError, EOFError) as e:
-    raise DatasetFormatError(f'{path}: not a readable .npy file ({e}).') from None
+    raise errors.DataError(f'{path}: not a readable .npy file ({e}).') from None
   if arr.ndim != 2 or arr.shape[1] < MIN_COLUMNS or arr.shape[0] < 1:
-    raise DatasetFormatError(f'{path}: array has shape {list(arr.shape)}, expected [T, 492] '
+    raise errors.DataError(f'{path}: array has shape {list(arr.shape)}, expected [T, 492] '
                              f'(at least {MIN_COLUMNS} columns of joint positions).')
   positions = arr[:, :MIN_COLUMNS].astype(np.float64).reshape(-1, 22, 3)
   if not np.all(np.isfinite(positions)):
     frame = int(np.argwhere(~np.isfinite(positions))[0, 0])
-    raise DatasetFormatError(f'{path}: joint positions contain NaN/Inf (first at frame {frame}).')
+    raise errors.DataError(f'{path}: joint positions contain NaN/Inf (first at frame {frame}).')
   return positions @ Z_UP_TO_Y_UP.T
 
 
@@ -60,13 +61,13 @@ def to_sample(root, motion_id, rest, person2_is_actor=False):
   for person in ('person1', 'person2'):
     path = os.path.join(root, 'motions_processed', person, f'{motion_id}.npy')
     if not os.path.exists(path):
-      raise DatasetFormatError(f'{path}: missing (listed in the split files).')
+      raise errors.DataError(f'{path}: missing (listed in the split files).')
     body = read_person(path)
     positions = np.zeros(body.shape[:1] + (skeleton.NUM_JOINTS, 3))
     positions[:, :22] = body
     people.append(retarget.positions_to_rotations(positions, known, rest))
   if len(people[0]) != len(people[1]):
-    raise DatasetFormatError(f'{root}/motions_processed: {motion_id} has {len(people[0])} frames '
+    raise errors.DataError(f'{root}/motions_processed: {motion_id} has {len(people[0])} frames '
                              f'for person1 but {len(people[1])} for person2.')
   text = ''
   annot = os.path.join(root, 'annots', f'{motion_id}.txt')
@@ -84,7 +85,7 @@ def main(argv=None):
   common.add_common_flags(parser)
   args = parser.parse_args(argv)
   if not os.path.isdir(os.path.join(args.root, 'motions_processed')):
-    raise FileNotFoundError(f'{args.root}: no motions_processed/ folder (the InterHuman layout).')
+    raise errors.MissingFileError(f'{args.root}: no motions_processed/ folder (the InterHuman layout).')
   ignore = set()
   if os.path.exists(os.path.join(args.root, 'ignore_list.txt')):
     ignore = set(_read_list(os.path.join(args.root, 'ignore_list.txt')))
@@ -95,14 +96,14 @@ def main(argv=None):
     if path:
       wanted += [(split, m) for m in _read_list(path) if m not in ignore]
   if not wanted:
-    raise DatasetFormatError(f'{args.root}: no split lists (split/train.txt, split/test.txt).')
+    raise errors.DataError(f'{args.root}: no split lists (split/train.txt, split/test.txt).')
   rest = skeleton.builtin_rest_joints()
 
   def items():
     for split, motion_id in wanted:
       try:
         yield split, to_sample(args.root, motion_id, rest, motion_id in swap)
-      except DatasetFormatError as e:
+      except errors.DataError as e:
         yield e
 
   return common.convert(args.out, 'interhuman', classes.INTERHUMAN_NAMES, 30, args.root, items(),

@@ -19,10 +19,11 @@ import re
 import numpy as np
 
 from data_prep import common
-from data_prep.common import DatasetFormatError, Skip
+from data_prep.common import errors.DataError, Skip
 from regennet_jax.body import skeleton
 from regennet_jax.data import classes
 from regennet_jax.data import retarget
+from regennet_jax import errors
 
 NAME_RE = re.compile(r'S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})')
 # Kinect v2 joint -> SMPL-X joint. SpineBase->pelvis, SpineMid->spine2, SpineShoulder->spine3,
@@ -42,11 +43,11 @@ def parse_skeleton(path):
   def take(expected, what):
     nonlocal pos
     if pos >= len(lines):
-      raise DatasetFormatError(f'{path}: file ends early; expected {what} at line {pos + 1}.')
+      raise errors.DataError(f'{path}: file ends early; expected {what} at line {pos + 1}.')
     values = lines[pos]
     pos += 1
     if len(values) != expected:
-      raise DatasetFormatError(f'{path}: line {pos}: {what} has {len(values)} values, '
+      raise errors.DataError(f'{path}: line {pos}: {what} has {len(values)} values, '
                                f'expected {expected}.')
     return values
 
@@ -54,7 +55,7 @@ def parse_skeleton(path):
     try:
       return cast(text)
     except ValueError:
-      raise DatasetFormatError(f'{path}: line {pos}: {what} is {text!r}, not a number.') from None
+      raise errors.DataError(f'{path}: line {pos}: {what} is {text!r}, not a number.') from None
 
   num_frames = number(take(1, 'the frame count')[0], 'the frame count', int)
   bodies = {}
@@ -64,13 +65,13 @@ def parse_skeleton(path):
       body_id = take(_BODY_INFO_VALUES, f'frame {frame} body {b} info')[0]
       num_joints = number(take(1, f'frame {frame} body {b} joint count')[0], 'the joint count', int)
       if num_joints != 25:
-        raise DatasetFormatError(f'{path}: line {pos}: frame {frame} body {b} has {num_joints} '
+        raise errors.DataError(f'{path}: line {pos}: frame {frame} body {b} has {num_joints} '
                                  'joints, expected 25 (Kinect v2).')
       joints = np.array([[number(v, f'frame {frame} joint {j} coordinate')
                           for v in take(_JOINT_VALUES, f'frame {frame} body {b} joint {j}')[:3]]
                          for j in range(25)])
       if not np.all(np.isfinite(joints)):
-        raise DatasetFormatError(f'{path}: frame {frame} body {b}: joint coordinates are NaN/Inf.')
+        raise errors.DataError(f'{path}: frame {frame} body {b}: joint coordinates are NaN/Inf.')
       frames, js = bodies.setdefault(body_id, ([], []))
       frames.append(frame)
       js.append(joints)
@@ -125,7 +126,7 @@ def main(argv=None):
   common.add_common_flags(parser)
   args = parser.parse_args(argv)
   if not os.path.isdir(args.skeletons):
-    raise FileNotFoundError(f'{args.skeletons}: no such folder.')
+    raise errors.MissingFileError(f'{args.skeletons}: no such folder.')
   missing = read_missing(args.missing)
   cameras = {int(c) for c in args.cameras.split(',')}
   wanted = []
@@ -146,7 +147,7 @@ def main(argv=None):
         swap = common.read_order_label(args.order_labels, name) if args.order_labels else False
         yield split, to_sample(os.path.join(args.skeletons, name + '.skeleton'), name, label, rest,
                                swap)
-      except DatasetFormatError as e:
+      except errors.DataError as e:
         yield e
 
   return common.convert(args.out, 'ntu120_kinect', classes.NTU26_NAMES, 30, args.skeletons, items(),

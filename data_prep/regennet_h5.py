@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 
 from data_prep import common
-from data_prep.common import DatasetFormatError
+from data_prep.common import errors.DataError
 from regennet_jax.data import classes
+from regennet_jax import errors
 
 DATASETS = {
     'ntu120': (classes.NTU26_NAMES, 30),
@@ -35,38 +36,38 @@ def label_from_key(dataset, key):
     tail = key.rsplit('_', 1)[-1]
     label = int(tail) if tail.isdigit() else -1
   if not 0 <= label < len(DATASETS[dataset][0]):
-    raise DatasetFormatError(f'key {key!r}: cannot read a {dataset} action label from it '
+    raise errors.DataError(f'key {key!r}: cannot read a {dataset} action label from it '
                              f"(expected {'...A001..A026' if dataset == 'ntu120' else '..._0.._7'}).")
   return label
 
 
 def read_h5(path, dataset, order_labels=None):
-  """Yields samples (or DatasetFormatError for a bad sequence) from one HDF5 file."""
+  """Yields samples (or errors.DataError for a bad sequence) from one HDF5 file."""
   try:
     f = h5py.File(path, 'r')
   except (OSError, ValueError) as e:
-    raise DatasetFormatError(f'{path}: not a readable HDF5 file ({e}).') from e
+    raise errors.DataError(f'{path}: not a readable HDF5 file ({e}).') from e
   with f:
     for key in sorted(f.keys()):
       where = f'{path}: sequence {key!r}'
       try:
         arr = np.asarray(f[key][()], np.float32)
       except Exception as e:  # truncated chunks surface here
-        yield DatasetFormatError(f'{where}: unreadable ({type(e).__name__}: {e}).')
+        yield errors.DataError(f'{where}: unreadable ({type(e).__name__}: {e}).')
         continue
       if arr.ndim != 3 or arr.shape[1:] != (56, 6) or arr.shape[0] < 1:
-        yield DatasetFormatError(f'{where} has shape {arr.shape}, expected [T, 56, 6] '
+        yield errors.DataError(f'{where} has shape {arr.shape}, expected [T, 56, 6] '
                                  '(55 axis-angle joints + translation row, actor 0:3 | reactor 3:6).')
         continue
       if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
-        yield DatasetFormatError(f'{where} contains NaN/Inf (first at frame {bad[0]}, row {bad[1]}).')
+        yield errors.DataError(f'{where} contains NaN/Inf (first at frame {bad[0]}, row {bad[1]}).')
         continue
       try:
         label = label_from_key(dataset, key)
         swap = common.read_order_label(order_labels, key) if order_labels else False
-      except DatasetFormatError as e:
-        yield DatasetFormatError(f'{path}: {e}')
+      except errors.DataError as e:
+        yield errors.DataError(f'{path}: {e}')
         continue
       actor, reactor = arr[..., 0:3], arr[..., 3:6]
       if swap:
@@ -90,7 +91,7 @@ def main(argv=None):
   test = args.test or test_path_for(args.train)
   for path in (args.train, test):
     if not os.path.exists(path):
-      raise FileNotFoundError(f'{path}: no such file.')
+      raise errors.MissingFileError(f'{path}: no such file.')
 
   def items():
     for split, path in (('train', args.train), ('test', test)):

@@ -9,12 +9,9 @@ in_proj_weight [3d, d] (Flax: per-head kernels [d, heads, d/heads]).
 import re
 
 import numpy as np
+from regennet_jax import errors
 
 _IGNORED = re.compile(r'(^|\.)(pe|rot2xyz\..*|clip_model\..*)$')
-
-
-class CheckpointImportError(ValueError):
-  """The state dict is not a ReGenNet/CMDM checkpoint this importer understands."""
 
 
 def _strip(state_dict):
@@ -31,12 +28,12 @@ def infer_architecture(state_dict, num_heads=4):
   """Model settings implied by the keys and shapes."""
   sd = _strip(state_dict)
   if 'input_process.poseEmbedding.weight' not in sd:
-    raise CheckpointImportError('no input_process.poseEmbedding.weight: not a ReGenNet/CMDM model '
+    raise errors.DataError('no input_process.poseEmbedding.weight: not a ReGenNet/CMDM model '
                                 f'(keys start with {sorted(sd)[:5]}).')
   latent, feats = sd['input_process.poseEmbedding.weight'].shape
   stack = 'seqTransDecoder' if any(k.startswith('seqTransDecoder.') for k in sd) else 'seqTransEncoder'
   if not any(k.startswith(stack + '.') for k in sd):
-    raise CheckpointImportError('neither seqTransDecoder nor seqTransEncoder layers found; only the '
+    raise errors.DataError('neither seqTransDecoder nor seqTransEncoder layers found; only the '
                                 "'online' and 'offline' ReGenNet architectures can be imported.")
   layers = 1 + max(int(m.group(1)) for k in sd for m in [re.match(stack + r'\.layers\.(\d+)\.', k)] if m)
   arch = {
@@ -51,7 +48,7 @@ def infer_architecture(state_dict, num_heads=4):
                      if 'embed_action.action_embedding' in sd else 1,
   }
   if feats != 336:
-    raise CheckpointImportError(f'input_process takes {feats} features; only SMPL-X models '
+    raise errors.DataError(f'input_process takes {feats} features; only SMPL-X models '
                                 '(56 x 6 = 336) are supported.')
   return arch
 
@@ -77,7 +74,7 @@ def _norm(sd, name):
 
 
 def convert_state_dict(state_dict, num_heads=4):
-  """Returns (flax params, architecture dict); unknown or missing keys raise CheckpointImportError."""
+  """Returns (flax params, architecture dict); unknown or missing keys raise errors.DataError."""
   sd = _strip(state_dict)
   arch = infer_architecture(sd, num_heads)
   used = set()
@@ -86,23 +83,25 @@ def convert_state_dict(state_dict, num_heads=4):
   class Tracking(dict):
     def __getitem__(self, key):
       if key not in sd:
-        raise CheckpointImportError(f'missing key {key!r} for a {arch["arch"]} model with '
+        raise errors.DataError(f'missing key {key!r} for a {arch["arch"]} model with '
                                     f'{arch["num_layers"]} layers.')
       used.add(key)
       return get(key)
 
   t = Tracking()
-  params = {
-      'time_embed': {'dense1': _dense(t, 'embed_timestep.time_embed.0'),
-                     'dense2': _dense(t, 'embed_timestep.time_embed.2')},
-      'input_process': _dense(t, 'input_process.poseEmbedding'),
-      'actor_process': _dense(t, 'cmo_process.poseEmbedding'),
-      'output_process': _dense(t, 'output_process.poseFinal'),
-  }
-  if arch['fusion'] == 'concat':
-    params['fuse'] = _dense(t, 'fuse_process')
+  # The Denoiser's named parts (model.py): condition, frames, decoder | encoder, output_process.
+  condition = {'time_embed': {'dense1': _dense(t, 'embed_timestep.time_embed.0'),
+                              'dense2': _dense(t, 'embed_timestep.time_embed.2')}}
   if arch['cond_mode'] == 'action':
-    params['action_embedding'] = t['embed_action.action_embedding']
+    condition['action_embedding'] = t['embed_action.action_embedding']
+  frames = {'input_process': _dense(t, 'input_process.poseEmbedding'),
+            'actor_process': _dense(t, 'cmo_process.poseEmbedding')}
+  if arch['fusion'] == 'concat':
+    frames['fuse'] = _dense(t, 'fuse_process')
+  layers = {}
+  params = {'condition': condition, 'frames': frames,
+            'decoder' if arch['arch'] == 'online' else 'encoder': layers,
+            'output_process': _dense(t, 'output_process.poseFinal')}
   stack = 'seqTransDecoder' if arch['arch'] == 'online' else 'seqTransEncoder'
   for i in range(arch['num_layers']):
     p = f'{stack}.layers.{i}'
@@ -112,10 +111,10 @@ def convert_state_dict(state_dict, num_heads=4):
     if arch['arch'] == 'online':
       layer['cross_attn'] = _attention(t, f'{p}.multihead_attn', num_heads)
       layer['norm3'] = _norm(t, f'{p}.norm3')
-    params[f'layer_{i}'] = layer
+    layers[f'layer_{i}'] = layer
   unused = sorted(k for k in sd if k not in used and not _IGNORED.search(k))
   if unused:
-    raise CheckpointImportError(f'state dict has keys this importer does not map: {unused[:8]}'
+    raise errors.DataError(f'state dict has keys this importer does not map: {unused[:8]}'
                                 + (' ...' if len(unused) > 8 else ''))
   return params, arch
 
@@ -141,13 +140,13 @@ def convert_stgcn_state_dict(state_dict):
   from regennet_jax.evaluation import stgcn
   sd = _strip(state_dict)
   if 'data_bn.running_mean' not in sd or 'fcn.weight' not in sd:
-    raise CheckpointImportError('no data_bn/fcn keys: not an ST-GCN recognizer checkpoint.')
+    raise errors.DataError('no data_bn/fcn keys: not an ST-GCN recognizer checkpoint.')
   if 'A' in sd and not np.allclose(sd['A'], stgcn.spatial_adjacency(), atol=1e-5):
-    raise CheckpointImportError("the checkpoint's graph (buffer 'A') differs from the SMPL-X "
+    raise errors.DataError("the checkpoint's graph (buffer 'A') differs from the SMPL-X "
                                 'spatial graph built here; its features would not be comparable.')
   missing = [k for k in ('data_bn.weight',) if k not in sd]
   if missing:
-    raise CheckpointImportError(f'missing keys {missing}')
+    raise errors.DataError(f'missing keys {missing}')
   params, stats = {}, {}
   params['data_bn'], stats['data_bn'] = _bn(sd, 'data_bn')
   blocks = 1 + max(int(m.group(1)) for k in sd

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from regennet_jax import errors
+
 
 def betas_for(kind, num_timesteps):
   """float64 [num_timesteps] beta schedule: 'cosine' (Nichol & Dhariwal) or 'linear' (DDPM)."""
@@ -24,7 +26,7 @@ def betas_for(kind, num_timesteps):
     alpha_bar = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
     return np.array([min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), 0.999)
                      for i in range(num_timesteps)], np.float64)
-  raise ValueError(f"diffusion.noise_schedule must be 'cosine' or 'linear', got {kind!r}")
+  raise errors.ConfigError(f"diffusion.noise_schedule must be 'cosine' or 'linear', got {kind!r}")
 
 
 def space_timesteps(num_timesteps, respacing):
@@ -41,20 +43,20 @@ def space_timesteps(num_timesteps, respacing):
     for stride in range(1, num_timesteps):
       if len(range(0, num_timesteps, stride)) == desired:
         return list(range(0, num_timesteps, stride))
-    raise ValueError(f'timestep respacing {respacing!r}: no integer stride gives exactly '
-                     f'{desired} of {num_timesteps} steps')
+    raise errors.ConfigError(f'timestep respacing {respacing!r}: no integer stride gives exactly '
+                             f'{desired} of {num_timesteps} steps')
   try:
     counts = [int(c) for c in respacing.split(',')]
   except ValueError:
-    raise ValueError(f"timestep respacing {respacing!r}: expected '', 'ddimN' or comma-separated "
-                     'step counts like "10" or "10,20,30"') from None
+    raise errors.ConfigError(f"timestep respacing {respacing!r}: expected '', 'ddimN' or comma-separated "
+                             'step counts like "10" or "10,20,30"') from None
   size_per, extra = divmod(num_timesteps, len(counts))
   start, steps = 0, []
   for i, count in enumerate(counts):
     size = size_per + (1 if i < extra else 0)
     if size < count or count < 1:
-      raise ValueError(f'timestep respacing {respacing!r}: cannot take {count} steps from a '
-                       f'section of {size}')
+      raise errors.ConfigError(f'timestep respacing {respacing!r}: cannot take {count} steps from a '
+                               f'section of {size}')
     stride = 1 if count <= 1 else (size - 1) / (count - 1)
     steps += [start + round(stride * k) for k in range(count)]
     start += size
@@ -180,8 +182,17 @@ def chain_noise_keys(key):
   return init_key, lambda i: jax.random.fold_in(step_key, i)
 
 
+SAMPLING_METHODS = ('ddpm', 'ddim')
+
+
+def check_method(method):
+  if method not in SAMPLING_METHODS:
+    raise errors.ConfigError(f'sampling method must be one of {SAMPLING_METHODS}, got {method!r}')
+
+
 def reverse_step(schedule, method, x0_pred, x_t, t, noise, eta=0.0):
   """One step of the reverse chain: 'ddpm' (ancestral, FIXED_SMALL) or 'ddim'."""
+  check_method(method)
   if method == 'ddpm':
     return ddpm_step(schedule, x0_pred, x_t, t, noise)
   return ddim_step(schedule, x0_pred, x_t, t, noise, eta)
@@ -212,8 +223,7 @@ def sample_loop(denoise_fn: Callable, schedule: Schedule, shape, key, method='dd
   Returns:
     x_0 with `shape`.
   """
-  if method not in ('ddpm', 'ddim'):
-    raise ValueError(f"sampling method must be 'ddpm' or 'ddim', got {method!r}")
+  check_method(method)
   n = schedule.num_steps
   init_key, step_key = chain_noise_keys(key)
   x = frame_noise(init_key, shape) if x_init is None else x_init

@@ -9,6 +9,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from regennet_jax import errors
 from regennet_jax import diffusion
 from regennet_jax.body import kinematics
 from regennet_jax.body import rotations
@@ -41,8 +42,8 @@ class LossWeights:
 
   def __post_init__(self):
     if self.normalization not in NORMALIZATIONS:
-      raise ValueError(f'losses.normalization must be one of {NORMALIZATIONS}, '
-                       f'got {self.normalization!r}')
+      raise errors.ConfigError(f'losses.normalization must be one of {NORMALIZATIONS}, '
+                               f'got {self.normalization!r}')
 
 
 def masked_l2(u, v, mask):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from regennet_jax import errors
 from regennet_jax.body import kinematics
 
 MAX_LEN = 5000
@@ -128,15 +129,16 @@ class DecoderLayer(nn.Module):
   matmul_dtype: str | None = None
 
   @nn.compact
-  def __call__(self, h, memory, self_mask, deterministic):
+  def __call__(self, h, memory, self_mask, deterministic, copies=1):
+    """h: [B, T, D]; memory: [copies * B, 1, D]. Returns [copies * B, T, D]: the rows after
+    self-attention are repeated `copies` times before they meet their memory tokens."""
     width = h.shape[-1]
     drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
     norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
     a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn', self.decode,
                    self.matmul_dtype)(h, h, mask=self_mask, deterministic=deterministic)
     h = norm('norm1')(h + drop(a))
-    # Rows that differ only in their memory token (guidance pairs) shared everything so far.
-    h = jnp.tile(h, (memory.shape[0] // h.shape[0], 1, 1))
+    h = jnp.tile(h, (copies, 1, 1))
     a = SingleTokenCrossAttention(self.num_heads, self.dropout, self.dtype, self.matmul_dtype,
                                   name='cross_attn')(h, memory, deterministic)
     h = norm('norm2')(h + drop(a))
@@ -179,14 +181,146 @@ class TimestepEmbedding(nn.Module):
     return nn.Dense(self.latent_dim, dtype=self.dtype, name='dense2')(nn.silu(h))
 
 
+def positional_encoding(h, positions=None):
+  """h [B, N, D] plus the sinusoidal table's rows 0..N-1 (or `positions` [N])."""
+  table = jnp.asarray(sinusoidal_table(MAX_LEN, h.shape[-1]))
+  return h + (table[:h.shape[1]] if positions is None else table[positions]).astype(h.dtype)
+
+
+class ConditionEmbedding(nn.Module):
+  """The cross-attention memory: ONE token per sample, the timestep embedding plus, for an
+  action-conditioned model, the action's embedding (zeroed where `keep_action` is False: the null
+  condition of classifier-free guidance, and at random in training with cond_mask_prob)."""
+  latent_dim: int
+  cond_mode: str = 'no_cond'
+  num_actions: int = 1
+  cond_mask_prob: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, timesteps, action, keep_action, train):
+    """timesteps, action, keep_action: [R]. Returns the memory [R, 1, D]."""
+    emb = TimestepEmbedding(self.latent_dim, self.dtype, name='time_embed')(timesteps)
+    if self.cond_mode == 'action':
+      if action is None:
+        raise errors.ConfigError("model.cond_mode='action' needs action labels")
+      table = self.param('action_embedding', nn.initializers.normal(1.0),
+                         (self.num_actions, self.latent_dim))
+      keep = keep_action
+      if train and self.cond_mask_prob > 0:
+        keep = keep & ~jax.random.bernoulli(self.make_rng('dropout'), self.cond_mask_prob,
+                                            keep.shape)
+      emb = emb + table[action] * keep[:, None].astype(emb.dtype)
+    return emb[:, None, :]
+
+
+class FrameTokens(nn.Module):
+  """One token per frame from the noisy reactor and the actor: separate input projections of the
+  flattened [56 * 6] rows (and of the actor's joint positions when `actor_positions_rest` is set),
+  fused by a Dense over the concatenation ('concat', the paper's) or a sum ('add')."""
+  latent_dim: int
+  fusion: str = 'concat'
+  actor_positions_rest: tuple | None = None
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_t, actor):
+    """x_t, actor: [B, T, 56, 6]. Returns [B, T, D]."""
+    batch, frames = x_t.shape[:2]
+    flat = lambda m: m.reshape(batch, frames, -1)
+    dense = lambda name: nn.Dense(self.latent_dim, dtype=self.dtype, name=name)
+    x_feat = dense('input_process')(flat(x_t))
+    a_feat = dense('actor_process')(flat(actor))
+    if self.actor_positions_rest is not None:
+      rest = jnp.asarray(self.actor_positions_rest, actor.dtype)
+      joints = kinematics.motion_to_joints(actor, rest, with_translation=True)
+      a_feat = a_feat + dense('actor_positions_process')(flat(joints))
+    if self.fusion == 'concat':
+      return dense('fuse')(jnp.concatenate([x_feat, a_feat], axis=-1))
+    return x_feat + a_feat
+
+
+class OnlineDecoder(nn.Module):
+  """The paper's model: positional encoding, then post-norm decoder layers whose self-attention
+  is causal (frame t sees frames <= t) and whose cross-attention reads the memory token."""
+  num_layers: int
+  num_heads: int
+  ff_size: int
+  dropout: float
+  use_pos_emb: bool = True
+  decode: bool = False
+  dtype: jnp.dtype = jnp.float32
+  matmul_dtype: str | None = None
+
+  @nn.compact
+  def __call__(self, h, memory, positions, deterministic, copies=1):
+    """h: [B, T, D]; memory: [copies * B, 1, D]. Returns [copies * B, T, D].
+
+    copies > 1 (classifier-free guidance pairs): the rows differ only in their memory token,
+    which first enters at layer 0's cross-attention, so everything before it runs once.
+    """
+    if self.use_pos_emb:
+      h = positional_encoding(h, positions)
+    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    causal = nn.make_causal_mask(jnp.ones((1, h.shape[1]), bool))  # broadcasts over any batch
+    for i in range(self.num_layers):
+      h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype, self.decode,
+                       self.matmul_dtype, name=f'layer_{i}')(
+                           h, memory, causal, deterministic, copies=copies if i == 0 else 1)
+    return h
+
+
+class OfflineEncoder(nn.Module):
+  """The offline ablation: post-norm encoder layers over [memory token; frames], no mask (every
+  frame sees the whole sequence), positional encoding on all T + 1 tokens."""
+  num_layers: int
+  num_heads: int
+  ff_size: int
+  dropout: float
+  use_pos_emb: bool = True
+  dtype: jnp.dtype = jnp.float32
+  matmul_dtype: str | None = None
+
+  @nn.compact
+  def __call__(self, h, memory, mask, deterministic, copies=1):
+    """h: [B, T, D]; memory: [copies * B, 1, D]; mask: optional [B, T] valid frames.
+    Returns [copies * B, T, D]."""
+    h = jnp.tile(h, (copies, 1, 1))  # every token attends to the memory: nothing to share
+    h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [copies * B, T + 1, D]
+    if self.use_pos_emb:
+      h = positional_encoding(h)
+    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    key_mask = None
+    if mask is not None:
+      mask = jnp.tile(mask.astype(bool), (copies, 1))
+      valid = jnp.concatenate([jnp.ones((len(mask), 1), bool), mask], axis=1)
+      key_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
+    for i in range(self.num_layers):
+      h = EncoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
+                       self.matmul_dtype, name=f'layer_{i}')(h, key_mask, deterministic)
+    return h[:, 1:]
+
+
 class Denoiser(nn.Module):
   """Predicts the clean reactor motion x0 from the noisy reactor, the timestep and the actor.
+
+  Made of named parts: ConditionEmbedding (the memory token), FrameTokens (per-frame input),
+  OnlineDecoder or OfflineEncoder, and the output projection 'output_process'. Classifier-free
+  guidance pairs are formed in one place, `__call__`.
 
   Attributes:
     arch: 'online' (causal decoder) or 'offline' (bidirectional encoder).
     fusion: how reactor and actor tokens combine: 'concat' (Dense over [x; actor]) or 'add'.
     cond_mode: 'no_cond' (unconstrained: actor only) or 'action' (plus an action label).
     cond_mask_prob: in training, probability of dropping a sample's action label (for CFG).
+    decode: streaming, one frame per call at `positions`, past self-attention keys and values in
+      the 'cache' collection (online only; initialise with the longest sequence to stream).
+    matmul_dtype: 'bfloat16': the Transformer layers' matrix multiplies take bfloat16 operands and
+      accumulate in float32 (matmul_with_operands_in). Parameters, the input/output projections
+      (they carry the motion itself: bfloat16 there cost FID) and everything else stay float32.
+    actor_positions_rest: rest skeleton [55][3] (nested tuples) to also feed the actor's joint
+      POSITIONS (forward kinematics with translation): where its hands are, which rotations encode
+      only through the kinematic chain. None: the original's rotations-only input.
   """
   arch: str = 'online'
   num_layers: int = 8
@@ -202,31 +336,32 @@ class Denoiser(nn.Module):
   njoints: int = 56
   nfeats: int = 6
   dtype: jnp.dtype = jnp.float32
-  # Streaming: each call takes ONE frame at `positions` and reads/writes past self-attention keys
-  # and values in the 'cache' collection (online arch only). Initialise the cache by calling init
-  # with the longest sequence to stream.
   decode: bool = False
-  # 'bfloat16': the Transformer layers' matrix multiplies take bfloat16 operands and accumulate in
-  # float32 (see matmul_with_operands_in). Parameters, the input/output projections (they carry
-  # the motion itself: bfloat16 there cost FID) and every other operation stay float32.
   matmul_dtype: str | None = None
-  # Rest skeleton [55][3] (nested tuples) to also feed the actor's joint POSITIONS (forward
-  # kinematics with translation, [B, T, 55 * 3]) through their own input projection: where the
-  # actor's hands are, which rotations alone encode only through the kinematic chain. None: the
-  # original's rotations-only input.
   actor_positions_rest: tuple | None = None
 
   def setup(self):
     if self.arch not in ('online', 'offline'):
-      raise ValueError(f"model.arch must be 'online' or 'offline', got {self.arch!r}")
+      raise errors.ConfigError(f"model.arch must be 'online' or 'offline', got {self.arch!r}")
     if self.fusion not in ('concat', 'add'):
-      raise ValueError(f"model.fusion must be 'concat' or 'add', got {self.fusion!r}")
+      raise errors.ConfigError(f"model.fusion must be 'concat' or 'add', got {self.fusion!r}")
     if self.cond_mode not in ('no_cond', 'action'):
-      raise ValueError(f"model.cond_mode must be 'no_cond' or 'action', got {self.cond_mode!r}")
+      raise errors.ConfigError(
+          f"model.cond_mode must be 'no_cond' or 'action', got {self.cond_mode!r}")
     if self.decode and self.arch != 'online':
-      raise ValueError('frame-by-frame decoding needs the causal online arch')
+      raise errors.ConfigError('frame-by-frame decoding needs the causal online arch')
+    self.condition = ConditionEmbedding(self.latent_dim, self.cond_mode, self.num_actions,
+                                        self.cond_mask_prob, self.dtype)
+    self.frames = FrameTokens(self.latent_dim, self.fusion, self.actor_positions_rest, self.dtype)
+    stack = dict(num_layers=self.num_layers, num_heads=self.num_heads, ff_size=self.ff_size,
+                 dropout=self.dropout, use_pos_emb=self.use_pos_emb, dtype=self.dtype,
+                 matmul_dtype=self.matmul_dtype)
+    if self.arch == 'online':
+      self.decoder = OnlineDecoder(decode=self.decode, **stack)
+    else:
+      self.encoder = OfflineEncoder(**stack)
+    self.output_process = nn.Dense(self.njoints * self.nfeats, dtype=self.dtype)
 
-  @nn.compact
   def __call__(self, x_t, timesteps, actor, action=None, *, uncond=None, mask=None, positions=None,
                guidance_pairs=False, train=False):
     """Args:
@@ -235,21 +370,22 @@ class Denoiser(nn.Module):
       actor: [B, T, 56, 6] actor motion.
       action: [B] int labels (used when cond_mode == 'action').
       uncond: optional [B] bool; True replaces that sample's action embedding by the null (zero)
-        condition. CFG runs the conditional and unconditional halves in one call this way.
+        condition.
       mask: optional [B, T] bool of valid frames; only 'offline' needs it (online attention is
         causal, so trailing padding never reaches valid frames).
       positions: optional [T] int frame indices for the positional encoding (default 0..T-1);
         decoding passes the index of its one frame.
       guidance_pairs: classifier-free guidance in one call: returns [2B, T, 56, 6], rows :B
-        conditioned on `action` and rows B: on the null condition. The halves differ only in the
-        memory token, which first enters at layer 0's cross-attention, so the input projections,
-        the fusion and layer 0's self-attention run once for both (online arch). Inference only.
+        conditioned on `action` and rows B: on the null condition, sharing everything before the
+        memory token first enters (online). Inference only.
       train: enables dropout and random condition dropping (needs the 'dropout' rng).
     Returns:
       [B, T, 56, 6] predicted x0 ([2B, ...] with guidance_pairs).
     """
     batch, frames = x_t.shape[:2]
     deterministic = not train
+    # Classifier-free guidance: the memory tokens of the conditional and null halves.
+    keep_action = jnp.ones((batch,), bool) if uncond is None else ~jnp.asarray(uncond, bool)
     copies = 1
     if guidance_pairs:
       if self.cond_mode != 'action' or train:
@@ -257,62 +393,15 @@ class Denoiser(nn.Module):
       copies = 2
       timesteps = jnp.concatenate([timesteps, timesteps])
       action = None if action is None else jnp.concatenate([action, action])
-      uncond = jnp.concatenate([jnp.zeros((batch,), bool), jnp.ones((batch,), bool)])
-    emb = TimestepEmbedding(self.latent_dim, self.dtype, name='time_embed')(timesteps)
-    if self.cond_mode == 'action':
-      if action is None:
-        raise ValueError("cond_mode='action' needs `action` labels")
-      table = self.param('action_embedding', nn.initializers.normal(1.0),
-                         (self.num_actions, self.latent_dim))
-      rows = copies * batch
-      keep = jnp.ones((rows,), bool)
-      if uncond is not None:
-        keep = keep & ~jnp.broadcast_to(uncond, (rows,))
-      if train and self.cond_mask_prob > 0:
-        drop = jax.random.bernoulli(self.make_rng('dropout'), self.cond_mask_prob, (rows,))
-        keep = keep & ~drop
-      emb = emb + table[action] * keep[:, None].astype(emb.dtype)
-    memory = emb[:, None, :]  # [copies * B, 1, D]
+      keep_action = jnp.concatenate([jnp.ones((batch,), bool), jnp.zeros((batch,), bool)])
+    memory = self.condition(timesteps, action, keep_action, train)  # [copies * B, 1, D]
 
-    flat = lambda m: m.reshape(batch, frames, self.njoints * self.nfeats)
-    dense = lambda features, name: nn.Dense(features, dtype=self.dtype, name=name)
-    x_feat = dense(self.latent_dim, 'input_process')(flat(x_t))
-    a_feat = dense(self.latent_dim, 'actor_process')(flat(actor))
-    if self.actor_positions_rest is not None:
-      rest = jnp.asarray(self.actor_positions_rest, actor.dtype)
-      joints = kinematics.motion_to_joints(actor, rest, with_translation=True)
-      a_feat = a_feat + dense(self.latent_dim, 'actor_positions_process')(
-          joints.reshape(batch, frames, -1))
-    if self.fusion == 'concat':
-      h = dense(self.latent_dim, 'fuse')(jnp.concatenate([x_feat, a_feat], axis=-1))
-    else:
-      h = x_feat + a_feat
-
-    if self.arch == 'offline':  # every token attends to the memory: nothing more to share
-      h = jnp.tile(h, (copies, 1, 1))
-      mask = None if mask is None else jnp.tile(mask, (copies, 1))
-      h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [copies * B, T+1, D]
-    if self.use_pos_emb:
-      table = jnp.asarray(sinusoidal_table(MAX_LEN, self.latent_dim))
-      h = h + (table[:h.shape[1]] if positions is None else table[positions])
-    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
-
+    tokens = self.frames(x_t, actor)  # [B, T, D]
     if self.arch == 'online':
-      causal = nn.make_causal_mask(jnp.ones((1, frames), bool))  # broadcasts over any batch
-      for i in range(self.num_layers):
-        h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype, self.decode,
-                         self.matmul_dtype, name=f'layer_{i}')(h, memory, causal, deterministic)
+      h = self.decoder(tokens, memory, positions, deterministic, copies=copies)
     else:
-      key_mask = None
-      if mask is not None:
-        valid = jnp.concatenate([jnp.ones((len(mask), 1), bool), mask.astype(bool)], axis=1)
-        key_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
-      for i in range(self.num_layers):
-        h = EncoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
-                         self.matmul_dtype, name=f'layer_{i}')(h, key_mask, deterministic)
-      h = h[:, 1:]
-
-    out = dense(self.njoints * self.nfeats, 'output_process')(h)
+      h = self.encoder(tokens, memory, mask, deterministic, copies=copies)
+    out = self.output_process(h)
     return out.reshape(copies * batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
 
 

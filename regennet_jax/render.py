@@ -12,6 +12,7 @@ from matplotlib import animation  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from regennet_jax import errors
 from regennet_jax.body import kinematics  # noqa: E402
 from regennet_jax.body import skeleton  # noqa: E402
 from regennet_jax.evaluation import interaction  # noqa: E402
@@ -113,12 +114,12 @@ def animate(people, path, title='', fps=30):
   elif path.endswith('.mp4'):
     if not animation.writers.is_available('ffmpeg'):
       plt.close(fig)
-      raise ValueError(f'{path}: writing MP4 needs ffmpeg on PATH (e.g. apt-get install ffmpeg); '
-                       'or write a .gif.')
+      raise errors.ConfigError(f'{path}: writing MP4 needs ffmpeg on PATH (e.g. apt-get install ffmpeg); '
+                               'or write a .gif.')
     writer = animation.FFMpegWriter(fps=fps)
   else:
     plt.close(fig)
-    raise ValueError(f'{path}: animations are written as .gif or .mp4.')
+    raise errors.ConfigError(f'{path}: animations are written as .gif or .mp4.')
   anim = animation.FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
   anim.save(path, writer=writer)
   plt.close(fig)

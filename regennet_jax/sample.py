@@ -10,6 +10,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from regennet_jax import errors
 from regennet_jax import diffusion
 from regennet_jax import pair_frame
 from regennet_jax.body import rotations
@@ -27,7 +28,7 @@ CPU_CHUNK_SIZE = 16  # reactions per denoiser pass on CPU: the activations then 
 def resolve_chunk_size(chunk_size, backend=None):
   """0 means automatic: CPU_CHUNK_SIZE on CPU, the whole batch (None) on accelerators."""
   if chunk_size < 0:
-    raise ValueError(f'sample.chunk_size must be >= 0, got {chunk_size}')
+    raise errors.ConfigError(f'sample.chunk_size must be >= 0, got {chunk_size}')
   if chunk_size:
     return chunk_size
   return CPU_CHUNK_SIZE if (backend or jax.default_backend()) == 'cpu' else None

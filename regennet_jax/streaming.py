@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from regennet_jax import errors
 from regennet_jax import diffusion
 from regennet_jax import pair_frame
 from regennet_jax import sample as sample_lib
@@ -76,9 +77,9 @@ class ReactionStream:
   """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc)."""
 
   def __init__(self, model, params, schedule, key, batch_size=1, max_frames=300, method='ddim',
-               eta=0.0, guidance_scale=1.0, label=None, actor_frame=False):
+               eta=0.0, guidance_scale=1.0, label=None, actor_frame=False, orthonormalize=False):
     if model.arch != 'online':
-      raise ValueError("streaming needs model.arch='online' (the offline model sees the future)")
+      raise errors.ConfigError("streaming needs model.arch='online' (the offline model sees the future)")
     self.model, self.params, self.key = model, params, key
     self.max_frames = max_frames
     self.batch_size = batch_size
@@ -94,10 +95,12 @@ class ReactionStream:
     turn = lambda frame, rotation: pair_frame.rotate(frame[:, None], rotation)[:, 0]
 
     def framed_step(params, caches, actor_frame, label, frame, key, rotation):
-      if not self._actor_frame:
-        return step(params, caches, actor_frame, label, frame, key)
-      out, caches = step(params, caches, turn(actor_frame, rotation), label, frame, key)
-      return turn(out, jnp.swapaxes(rotation, -1, -2)), caches
+      if self._actor_frame:
+        out, caches = step(params, caches, turn(actor_frame, rotation), label, frame, key)
+        out = turn(out, jnp.swapaxes(rotation, -1, -2))
+      else:
+        out, caches = step(params, caches, actor_frame, label, frame, key)
+      return (sample_lib.valid_motion(out) if orthonormalize else out), caches
 
     self._step = jax.jit(framed_step, donate_argnums=(1,))
     self._heading = jax.jit(pair_frame.heading)
@@ -107,12 +110,12 @@ class ReactionStream:
   def push(self, actor_frame):
     """One actor frame [B, 56, 6] -> the reactor frame [B, 56, 6] (numpy)."""
     if self.frame >= self.max_frames:
-      raise ValueError(f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
-                       'new ReactionStream (or make max_frames larger).')
+      raise errors.ConfigError(f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
+                               'new ReactionStream (or make max_frames larger).')
     actor_frame = jnp.asarray(actor_frame, jnp.float32)
     if actor_frame.shape != (self.batch_size, 56, 6):
-      raise ValueError(f'actor frame has shape {actor_frame.shape}, expected '
-                       f'({self.batch_size}, 56, 6).')
+      raise errors.ConfigError(f'actor frame has shape {actor_frame.shape}, expected '
+                               f'({self.batch_size}, 56, 6).')
     start = time.perf_counter()
     if self._rotation is None:
       self._rotation = (self._heading(actor_frame) if self._actor_frame

@@ -1,9 +1,10 @@
+"""Fixtures every test module can use. The repository root is on sys.path through pytest's
+`pythonpath` setting in pyproject.toml."""
+
 import os
-import sys
 
 # Tests run on the CPU; several forced devices let sharding tests run without accelerators.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402
 

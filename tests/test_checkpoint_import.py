@@ -6,6 +6,7 @@ torch = pytest.importorskip('torch')
 
 from regennet_jax import checkpoint_import  # noqa: E402
 from regennet_jax.model import Denoiser  # noqa: E402
+from regennet_jax import errors
 from tests import torch_reference  # noqa: E402
 
 
@@ -44,20 +45,20 @@ def test_imported_weights_reproduce_the_pytorch_forward(arch, concat, actions):
 def test_import_errors_are_specific():
   ref = torch_reference.CMDM(layers=1, d=32, ff=64)
   sd = _state_dict(ref)
-  with pytest.raises(checkpoint_import.CheckpointImportError, match='not a ReGenNet'):
+  with pytest.raises(errors.DataError, match='not a ReGenNet'):
     checkpoint_import.convert_state_dict({'encoder.weight': np.zeros((2, 2))})
   broken = dict(sd)
   del broken['seqTransDecoder.layers.0.norm3.weight']
-  with pytest.raises(checkpoint_import.CheckpointImportError, match="missing key.*norm3.weight"):
+  with pytest.raises(errors.DataError, match="missing key.*norm3.weight"):
     checkpoint_import.convert_state_dict(broken)
-  with pytest.raises(checkpoint_import.CheckpointImportError, match='does not map.*gru'):
+  with pytest.raises(errors.DataError, match='does not map.*gru'):
     checkpoint_import.convert_state_dict({**sd, 'gru.weight_ih_l0': np.zeros((3, 3))})
 
 
 def test_import_command_makes_a_runnable_workdir(tmp_path):
   from data_prep import import_checkpoint
-  from regennet_jax import workflow
-  from tests.tiny import ROOT, tiny_config
+  from regennet_jax import factory
+  from tests.helpers import ROOT, tiny_config
   torch.manual_seed(1)
   ref = torch_reference.CMDM(layers=1, d=32, ff=64).eval()
   path = tmp_path / 'model000001234.pt'
@@ -67,7 +68,7 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
   assert summary['step'] == 1234
   assert '--config.model.num_layers=1' in summary['run_py_overrides']
   config = tiny_config(**{'model.num_layers': 1, 'model.latent_dim': 32, 'model.ff_size': 64})
-  params, step, _ = workflow.load_params(config, str(tmp_path / 'run'))
+  params, step = factory.load_sampling_params(config, str(tmp_path / 'run'), 8)
   assert step == 1234
   np.testing.assert_allclose(np.asarray(params['output_process']['kernel']),
                              ref.output_process.poseFinal.weight.detach().numpy().T)
@@ -102,7 +103,7 @@ def test_stgcn_checkpoint_reproduces_the_pytorch_recognizer():
   np.testing.assert_allclose(np.asarray(logits), want_logits, atol=1e-4, rtol=1e-4)
   sd = _state_dict(ref)
   sd['A'] = sd['A'] * 0.5
-  with pytest.raises(checkpoint_import.CheckpointImportError, match='graph'):
+  with pytest.raises(errors.DataError, match='graph'):
     checkpoint_import.convert_stgcn_state_dict(sd)
 
 
@@ -110,7 +111,7 @@ def test_import_command_installs_a_recognizer_for_eval(tmp_path):
   from data_prep import import_checkpoint
   from regennet_jax.evaluation import recognizer as recognizer_lib
   from regennet_jax.evaluation import stgcn
-  from tests.tiny import ROOT, tiny_config
+  from tests.helpers import ROOT, tiny_config
   ref = torch_reference.STGCN(stgcn.spatial_adjacency(), num_classes=8, width=0.125).eval()
   path = tmp_path / 'checkpoint_0100.pth.tar'
   torch.save(ref.state_dict(), path)

@@ -2,10 +2,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from regennet_jax import train as train_lib
+from regennet_jax import factory
 from regennet_jax.model import count_params
-from tests.test_run import _run
-from tests.tiny import ROOT  # noqa: F401  (puts the repo on sys.path for `configs`)
+from tests.helpers import run as _run
 
 from configs import chi3d, interhuman, ntu120, synthetic
 
@@ -16,7 +15,7 @@ def test_paper_configs(module, frames, batch):
   config = module.get_config()
   assert config.data.num_frames == frames and config.train.batch_size == batch
   assert config.train.learning_rate == 1e-4 and config.diffusion.noise_schedule == 'cosine'
-  model = train_lib.build_model(config, 8)
+  model = factory.make_model(config, 8)
   x = jnp.zeros((1, frames, 56, 6))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jnp.zeros((1,), jnp.int32), x)
   assert count_params(shapes['params']) == 26_803_024  # REGENNET_SPEC.md section 2.1

@@ -12,10 +12,10 @@ from scipy.spatial.transform import Rotation
 from data_prep import chi3d_json, interhuman, ntu_skeleton, regennet_h5
 from regennet_jax.data import records
 from regennet_jax.data import retarget
-from regennet_jax.data.records import DatasetFormatError
 from regennet_jax.body import skeleton
+from regennet_jax import errors
 from tests import fake_files
-from tests.tiny import ROOT
+from tests.helpers import ROOT
 
 
 def _same_rotations(a, b, atol=1e-5):
@@ -89,7 +89,7 @@ def test_regennet_h5_chi3d_labels_and_errors(tmp_path):
   for case, (seqs, message) in bad_cases.items():
     fake_files.write_regennet_h5(tmp_path / f'{case}_train.h5', seqs)
     fake_files.write_regennet_h5(tmp_path / f'{case}_test.h5', {'s03_Push_7': good})
-    with pytest.raises(DatasetFormatError, match=message):
+    with pytest.raises(errors.DataError, match=message):
       regennet_h5.main(['--dataset=chi3d', f'--train={tmp_path}/{case}_train.h5',
                         f'--out={tmp_path}/{case}'])
     assert not (tmp_path / case).exists()
@@ -102,7 +102,7 @@ def test_regennet_h5_chi3d_labels_and_errors(tmp_path):
   raw = (tmp_path / 'chi3d_smplx_train.h5').read_bytes()
   (tmp_path / 'cut_train.h5').write_bytes(raw[:len(raw) // 3])
   fake_files.write_regennet_h5(tmp_path / 'cut_test.h5', {'s03_Push_7': good})
-  with pytest.raises(DatasetFormatError, match='cut_train.h5'):
+  with pytest.raises(errors.DataError, match='cut_train.h5'):
     regennet_h5.main(['--dataset=chi3d', f'--train={tmp_path}/cut_train.h5', f'--out={tmp_path}/cut'])
 
 
@@ -181,21 +181,21 @@ def test_ntu_skeleton_errors(tmp_path):
   sk.mkdir()
   bodies, _ = _ntu_bodies(0, 1)
   path = fake_files.write_ntu_skeleton(sk / 'S001C001P001R001A052.skeleton', bodies, truncate_at=4000)
-  with pytest.raises(DatasetFormatError, match=r'A052.skeleton: (file ends early|line \d+)'):
+  with pytest.raises(errors.DataError, match=r'A052.skeleton: (file ends early|line \d+)'):
     ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
   text = fake_files.write_ntu_skeleton(sk / 'x', bodies) and (sk / 'x').read_text()
   os.remove(sk / 'x')
   path.write_text(text.replace('\n25\n', '\n24\n', 1))
-  with pytest.raises(DatasetFormatError, match='has 24 joints, expected 25'):
+  with pytest.raises(errors.DataError, match='has 24 joints, expected 25'):
     ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
   lines = text.splitlines()
   lines[4] = 'nan ' + lines[4].split(' ', 1)[1]
   path.write_text('\n'.join(lines) + '\n')
-  with pytest.raises(DatasetFormatError, match='NaN/Inf'):
+  with pytest.raises(errors.DataError, match='NaN/Inf'):
     ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
   lines[4] = 'abc ' + lines[4].split(' ', 1)[1]
   path.write_text('\n'.join(lines) + '\n')
-  with pytest.raises(DatasetFormatError, match=r"line 5: .* is 'abc', not a number"):
+  with pytest.raises(errors.DataError, match=r"line 5: .* is 'abc', not a number"):
     ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
   # A person lost for most of the sequence is skipped, not guessed.
   bodies, _ = _ntu_bodies(0, 1, drop=tuple(range(3, 30)))
@@ -238,14 +238,14 @@ def test_chi3d_json_conversion_and_errors(tmp_path):
   data = json.loads(bad.read_text())
   data['body_pose'] = np.zeros((2, len(data['transl'][0]), 20, 3, 3)).tolist()
   bad.write_text(json.dumps(data))
-  with pytest.raises(DatasetFormatError, match=r"Hug 5.json: field 'body_pose' has shape \[2, \d+, 20"):
+  with pytest.raises(errors.DataError, match=r"Hug 5.json: field 'body_pose' has shape \[2, \d+, 20"):
     chi3d_json.main([f'--root={root}', f'--out={tmp_path}/o2'])
   bad.write_text(json.dumps(data)[:500])
-  with pytest.raises(DatasetFormatError, match='Hug 5.json: not valid JSON.*truncated'):
+  with pytest.raises(errors.DataError, match='Hug 5.json: not valid JSON.*truncated'):
     chi3d_json.main([f'--root={root}', f'--out={tmp_path}/o2'])
   del data['transl']
   bad.write_text(json.dumps(data))
-  with pytest.raises(DatasetFormatError, match="field 'transl' is missing"):
+  with pytest.raises(errors.DataError, match="field 'transl' is missing"):
     chi3d_json.main([f'--root={root}', f'--out={tmp_path}/o2'])
   assert not (tmp_path / 'o2').exists()
 
@@ -280,12 +280,12 @@ def test_interhuman_conversion_and_errors(tmp_path):
 
   p2 = root / 'motions_processed' / 'person2' / '1001.npy'
   np.save(p2, np.zeros((10, 30), np.float32))
-  with pytest.raises(DatasetFormatError, match=r'person2/1001.npy: array has shape \[10, 30\]'):
+  with pytest.raises(errors.DataError, match=r'person2/1001.npy: array has shape \[10, 30\]'):
     interhuman.main([f'--root={root}', f'--out={tmp_path}/o2'])
   p2.write_bytes(b'\x93NUMPY garbage')
-  with pytest.raises(DatasetFormatError, match='1001.npy: not a readable .npy'):
+  with pytest.raises(errors.DataError, match='1001.npy: not a readable .npy'):
     interhuman.main([f'--root={root}', f'--out={tmp_path}/o2'])
   os.remove(p2)
-  with pytest.raises(DatasetFormatError, match='person2/1001.npy: missing'):
+  with pytest.raises(errors.DataError, match='person2/1001.npy: missing'):
     interhuman.main([f'--root={root}', f'--out={tmp_path}/o2'])
   assert not (tmp_path / 'o2').exists()

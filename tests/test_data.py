@@ -5,9 +5,11 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from regennet_jax import render
+from regennet_jax.body import rotations
 from regennet_jax.data import pipeline
 from regennet_jax.data import records
 from regennet_jax.data import synthetic
+from regennet_jax import errors
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -88,7 +90,7 @@ def test_records_round_trip(tmp_path):
   np.testing.assert_array_equal(got['actor'], samples[3]['actor'])
   np.testing.assert_array_equal(got['reactor'], samples[3]['reactor'])
   assert got['label'] == samples[3]['label'] and got['name'] == 'seq3'
-  with pytest.raises(records.DatasetFormatError, match="no split 'val'"):
+  with pytest.raises(errors.DataError, match="no split 'val'"):
     records.RecordSource(root, 'val')
   with pytest.raises(FileExistsError, match='overwrite'):
     records.DatasetWriter(root, 'toy', ['a'], fps=30)
@@ -102,7 +104,7 @@ def test_interrupted_writer_leaves_nothing_that_looks_complete(tmp_path):
       raise KeyboardInterrupt
   assert not root.exists()
   assert os.listdir(tmp_path) == []
-  with pytest.raises(records.DatasetFormatError, match='missing dataset_info.json'):
+  with pytest.raises(errors.DataError, match='missing dataset_info.json'):
     records.read_info(root)
 
 
@@ -115,7 +117,7 @@ def test_writer_rejects_bad_samples_with_names(tmp_path):
       (dict(_sample(), label=4), 'outside the 1 classes'),
   ]
   for sample, message in bad:
-    with pytest.raises(records.DatasetFormatError, match=message):
+    with pytest.raises(errors.DataError, match=message):
       with records.DatasetWriter(tmp_path / 'ds', 'toy', ['a'], fps=30) as w:
         w.add('train', dict(sample, name='bad_seq'))
     assert not (tmp_path / 'ds').exists()
@@ -128,21 +130,24 @@ def test_reader_detects_tampering(tmp_path):
       w.add('train', _sample(10 + i))
   info_path = root / records.INFO_FILE
   info_path.write_text(info_path.read_text().replace('"train": 3', '"train": 4'))
-  with pytest.raises(records.DatasetFormatError, match='holds 3 records'):
+  with pytest.raises(errors.DataError, match='holds 3 records'):
     records.RecordSource(root, 'train')
   info_path.write_text('{broken')
-  with pytest.raises(records.DatasetFormatError, match='not valid JSON'):
+  with pytest.raises(errors.DataError, match='not valid JSON'):
     records.read_info(root)
 
 
 # ----------------------------------------------------------------------------- pipeline
 
-def test_numpy_rot6d_matches_scipy():
+def test_rotations_on_numpy_arrays_stay_numpy_and_match_scipy():
   vecs = np.random.default_rng(0).normal(size=(100, 3))
   vecs[0] = 0.0
   vecs[1] = [1e-10, 0, 0]
+  vecs[2] = [np.pi, 0, 0]
   ref = Rotation.from_rotvec(vecs).as_matrix()[:, :2].reshape(-1, 6)
-  np.testing.assert_allclose(pipeline.axis_angle_to_rot6d_np(vecs), ref, atol=1e-6)
+  got = rotations.axis_angle_to_rot6d(vecs)
+  assert isinstance(got, np.ndarray) and got.dtype == np.float64
+  np.testing.assert_allclose(got, ref, atol=1e-12)
 
 
 def test_window_pads_short_sequences_with_mask():
@@ -167,20 +172,20 @@ def test_window_random_crops_are_slices_covering_every_start():
     ex = pipeline.make_window(s, w, rng)
     assert ex['mask'].all()
     matches = [k for k in range(5) if np.allclose(
-        ex['actor'][:, :55], pipeline.axis_angle_to_rot6d_np(s['actor'][k:k + 10, :55]), atol=1e-6)]
+        ex['actor'][:, :55], rotations.axis_angle_to_rot6d(s['actor'][k:k + 10, :55]), atol=1e-6)]
     assert len(matches) == 1
     starts.add(matches[0])
   assert starts == {0, 1, 2, 3, 4}
   fixed = pipeline.make_window(s, pipeline.Windowing(10, crop='start'), rng)
   np.testing.assert_allclose(fixed['actor'][:, :55],
-                             pipeline.axis_angle_to_rot6d_np(s['actor'][:10, :55]), atol=1e-6)
+                             rotations.axis_angle_to_rot6d(s['actor'][:10, :55]), atol=1e-6)
 
 
 def test_window_swap_exchanges_people():
   s = _sample(frames=12)
   ex = pipeline.make_window(s, pipeline.Windowing(12, crop='start', swap_prob=1.0),
                             np.random.default_rng(0))
-  np.testing.assert_allclose(ex['actor'][:, :55], pipeline.axis_angle_to_rot6d_np(s['reactor'][:, :55]),
+  np.testing.assert_allclose(ex['actor'][:, :55], rotations.axis_angle_to_rot6d(s['reactor'][:, :55]),
                              atol=1e-6)
   np.testing.assert_allclose(ex['actor'][0, 55, :3], 0.0)  # re-centred on the new actor
   with pytest.raises(ValueError, match='crop'):

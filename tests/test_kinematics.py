@@ -7,6 +7,7 @@ from scipy.spatial.transform import Rotation
 from regennet_jax.body import kinematics
 from regennet_jax.body import rotations
 from regennet_jax.body import skeleton
+from regennet_jax import errors
 
 
 def _random_motion(rng, shape, angle_scale=0.6, translation_scale=1.0):
@@ -115,32 +116,32 @@ def _write_npz(path, **fields):
 
 def test_loader_errors_name_file_and_field(tmp_path, smplx_npz):
   good = dict(np.load(smplx_npz))
-  with pytest.raises(skeleton.BodyModelError, match='not found'):
+  with pytest.raises(errors.DataError, match='not found'):
     skeleton.load_smplx_rest_joints(tmp_path / 'missing.npz')
   bad = {k: v for k, v in good.items() if k != 'J_regressor'}
   path = _write_npz(tmp_path / 'no_regressor.npz', **bad)
-  with pytest.raises(skeleton.BodyModelError, match=r"no_regressor.npz.*'J_regressor' is missing"):
+  with pytest.raises(errors.DataError, match=r"no_regressor.npz.*'J_regressor' is missing"):
     skeleton.load_smplx_rest_joints(path)
   path = _write_npz(tmp_path / 'wrong_shape.npz', **{**good, 'J_regressor': good['J_regressor'][:24]})
-  with pytest.raises(skeleton.BodyModelError, match=r'wrong_shape.npz.*J_regressor has shape \(24,'):
+  with pytest.raises(errors.DataError, match=r'wrong_shape.npz.*J_regressor has shape \(24,'):
     skeleton.load_smplx_rest_joints(path)
   smpl_tree = good['kintree_table'].copy()
   smpl_tree[0, 30] = 3
   path = _write_npz(tmp_path / 'tree.npz', **{**good, 'kintree_table': smpl_tree})
-  with pytest.raises(skeleton.BodyModelError, match='kintree_table'):
+  with pytest.raises(errors.DataError, match='kintree_table'):
     skeleton.load_smplx_rest_joints(path)
   nan = good['v_template'].copy()
   nan[5] = np.nan
   path = _write_npz(tmp_path / 'nan.npz', **{**good, 'v_template': nan})
-  with pytest.raises(skeleton.BodyModelError, match='not finite'):
+  with pytest.raises(errors.DataError, match='not finite'):
     skeleton.load_smplx_rest_joints(path)
   truncated = tmp_path / 'truncated.npz'
   truncated.write_bytes(open(smplx_npz, 'rb').read()[:1000])
-  with pytest.raises(skeleton.BodyModelError, match='truncated.npz.*not a readable npz'):
+  with pytest.raises(errors.DataError, match='truncated.npz.*not a readable npz'):
     skeleton.load_smplx_rest_joints(truncated)
-  with pytest.raises(skeleton.BodyModelError, match='betas'):
+  with pytest.raises(errors.DataError, match='betas'):
     skeleton.load_smplx_rest_joints(smplx_npz, betas=np.zeros(500))
-  with pytest.raises(skeleton.BodyModelError, match='.npz release'):
+  with pytest.raises(errors.DataError, match='.npz release'):
     skeleton.load_smplx_rest_joints(_touch(tmp_path / 'SMPLX_NEUTRAL.pkl'))
 
 

@@ -92,7 +92,7 @@ def test_unconstrained_model_has_no_action_embedding():
   model = Denoiser(cond_mode='no_cond', **TINY)
   x, t, actor = _inputs()
   params = _init(model, x, t, actor)
-  assert 'action_embedding' not in params['params']
+  assert set(params['params']['condition']) == {'time_embed'}
   np.testing.assert_array_equal(model.apply(params, x, t, actor, jnp.array([0, 1])),
                                 model.apply(params, x, t, actor))
 

@@ -5,8 +5,8 @@ import os
 import socket
 import subprocess
 
-from tests.test_run import ENV, RUN, _last_json
-from tests.tiny import ROOT, cli_overrides
+from tests.helpers import ENV, RUN, last_json as _last_json
+from tests.helpers import ROOT, cli_overrides
 
 
 def _free_port():

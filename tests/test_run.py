@@ -10,19 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from tests.tiny import ROOT, cli_overrides
-
-RUN = [sys.executable, os.path.join(ROOT, 'run.py')]
-ENV = dict(os.environ, JAX_PLATFORMS='cpu')
-
-
-def _run(args, timeout=600):
-  return subprocess.run(RUN + args, capture_output=True, text=True, timeout=timeout, env=ENV,
-                        cwd=ROOT)
-
-
-def _last_json(stdout):
-  return json.loads(stdout[stdout.rindex('\n{') + 1:] if '\n{' in stdout else stdout)
+from tests.helpers import ENV, ROOT, RUN, cli_overrides
+from tests.helpers import last_json as _last_json
+from tests.helpers import run as _run
 
 
 def test_train_then_sample(tmp_path):

@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
+from regennet_jax import errors
+from regennet_jax import factory
 from regennet_jax import train as train_lib
-from tests.tiny import ROOT, tiny_config
+from tests.helpers import ROOT, tiny_config
 
 
 def _metrics(workdir):
@@ -49,7 +51,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_different_model(tmp_path):
   train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path), progress=False)
-  with pytest.raises(train_lib.TrainingError, match='model.latent_dim=32.*64'):
+  with pytest.raises(errors.RunError, match='model.latent_dim=32.*64'):
     train_lib.train(tiny_config(**{'model.latent_dim': 64}), str(tmp_path), progress=False)
   # Matmul precision changes the arithmetic, not the parameters: the run continues with it.
   state, summary = train_lib.train(
@@ -65,24 +67,23 @@ def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
     for name in files:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'\x00garbage')
-  with pytest.raises(train_lib.TrainingError, match=r'checkpoints/3 cannot be restored'):
+  with pytest.raises(errors.RunError, match=r'checkpoints/3 cannot be restored'):
     train_lib.train(tiny_config(), str(tmp_path), progress=False)
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path), progress=False)
   config = tiny_config(**{'train.num_steps': 6, 'train.learning_rate': 1e30})
-  with pytest.raises(train_lib.TrainingError, match=r'loss became (nan|inf) at step [4-6]'):
+  with pytest.raises(errors.RunError, match=r'loss became (nan|inf) at step [4-6]'):
     train_lib.train(config, str(tmp_path), progress=False)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3']
 
 
 _DEVICES_SCRIPT = textwrap.dedent('''
-    import json, sys
-    sys.path.insert(0, {root!r})
+    import json
     import jax
     from regennet_jax import train as train_lib
-    from tests.tiny import tiny_config
+    from tests.helpers import tiny_config
     out = {{}}
     for n in (1, 4):
       config = tiny_config(**{{'train.num_steps': 4, 'model.dropout': 0.0}})
@@ -96,14 +97,14 @@ _DEVICES_SCRIPT = textwrap.dedent('''
     # Sampling split over 4 devices gives the same reactions as on one (also when each device's
     # rows are denoised in sequential chunks).
     import numpy as np
-    from regennet_jax import sample
-    model = train_lib.build_model(config, 8)
+    from regennet_jax import factory, sample, sharding
+    model = factory.make_model(config, 8)
     actors = np.random.default_rng(0).normal(size=(8, 12, 56, 6)).astype(np.float32)
     labels = np.zeros((8,), np.int32)
     params = model.init(jax.random.PRNGKey(0), actors[:1], labels[:1], actors[:1])['params']
-    sampler = sample.make_sampler(model, train_lib.build_schedule(config, 'ddim5'), chunk_size=2)
+    sampler = sample.make_sampler(model, factory.make_schedule(config, 'ddim5'), chunk_size=2)
     runs = [sample.generate(sampler, params, actors, labels, jax.random.PRNGKey(2),
-                            train_lib.make_mesh(1, jax.devices()[:n]), 4) for n in (1, 4)]
+                            sharding.make_mesh(1, jax.devices()[:n]), 4) for n in (1, 4)]
     out['sample_diff'] = float(np.abs(runs[0] - runs[1]).max())
     print(json.dumps(out))
 ''')
@@ -111,8 +112,9 @@ _DEVICES_SCRIPT = textwrap.dedent('''
 
 def test_four_devices_match_one_device(tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', _DEVICES_SCRIPT.format(root=ROOT, tmp=str(tmp_path))],
-                        env=env, capture_output=True, text=True, timeout=600)
+  # Run from the repository root, which `python -c` puts on sys.path.
+  proc = subprocess.run([sys.executable, '-c', _DEVICES_SCRIPT.format(tmp=str(tmp_path))],
+                        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   losses = json.loads(proc.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(losses['4'], losses['1'], rtol=1e-4)
@@ -120,23 +122,44 @@ def test_four_devices_match_one_device(tmp_path):
   assert losses['sample_diff'] < 1e-4
 
 
-def test_ema_tracks_parameters():
-  config = tiny_config(**{'train.ema_decay': 0.5, 'model.dropout': 0.0})
-  model = train_lib.build_model(config, 8)
-  tx = train_lib.build_optimizer(config)
-  mesh = train_lib.make_mesh(1)
-  state, _ = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
-  step = jax.jit(train_lib.make_train_step(config, model, tx, train_lib.build_schedule(config),
-                                           train_lib.build_rest_joints(config),
-                                           train_lib.build_loss_weights(config)))
-  batch = train_lib.example_batch(config, 4)
+def _two_steps(config):
+  """Output-kernel values of (params before, after step 1, after step 2, EMA after step 2)."""
+  setup = factory.make_training(config, 8, key=jax.random.PRNGKey(0))
+  batch = factory.dummy_batch(config, 4)
   batch['reactor'] = batch['reactor'] + 0.1
   leaf = lambda tree: np.asarray(tree['output_process']['kernel'])
+  state = setup.state
   p0 = leaf(state.params)
-  state, _ = step(state, batch, jax.random.PRNGKey(1))
+  state, _ = setup.step(state, batch, jax.random.PRNGKey(1))
   p1 = leaf(state.params)
-  state, _ = step(state, batch, jax.random.PRNGKey(1))
-  p2 = leaf(state.params)
+  state, _ = setup.step(state, batch, jax.random.PRNGKey(1))
+  return p0, p1, leaf(state.params), leaf(state.ema_params)
+
+
+def test_ema_tracks_parameters():
+  config = tiny_config(**{'train.ema_decay': 0.5, 'train.ema_warmup': False, 'model.dropout': 0.0})
+  p0, p1, p2, ema = _two_steps(config)
   assert not np.allclose(p1, p0)
-  np.testing.assert_allclose(leaf(state.ema_params), 0.5 * (0.5 * p0 + 0.5 * p1) + 0.5 * p2,
-                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(ema, 0.5 * (0.5 * p0 + 0.5 * p1) + 0.5 * p2, rtol=1e-5, atol=1e-7)
+
+
+def test_ema_warm_up_forgets_the_initialisation_quickly():
+  # decay at step s is min(ema_decay, (1 + s) / (10 + s)): 1/10, then 2/11.
+  config = tiny_config(**{'train.ema_decay': 0.999, 'model.dropout': 0.0})
+  p0, p1, p2, ema = _two_steps(config)
+  after_one = 0.1 * p0 + 0.9 * p1
+  np.testing.assert_allclose(ema, 2 / 11 * after_one + 9 / 11 * p2, rtol=1e-5, atol=1e-7)
+
+
+def test_learning_rate_schedules():
+  rates = lambda **kw: [float(factory.learning_rate_schedule(tiny_config(**kw))(s))
+                        for s in (0, 5, 10, 55, 100)]
+  assert rates(**{'train.learning_rate': 1e-3}) == [1e-3] * 5  # the paper's: constant from step 0
+  warm = rates(**{'train.learning_rate': 1e-3, 'train.warmup_steps': 10})
+  np.testing.assert_allclose(warm, [0, 5e-4, 1e-3, 1e-3, 1e-3], atol=1e-9)
+  cos = rates(**{'train.learning_rate': 1e-3, 'train.warmup_steps': 10, 'train.num_steps': 100,
+                 'train.lr_schedule': 'cosine', 'train.final_lr_fraction': 0.1})
+  # Half way through the decay the rate is half way between peak and end; it ends at the end.
+  np.testing.assert_allclose(cos, [0, 5e-4, 1e-3, 5.5e-4, 1e-4], atol=1e-9)
+  with pytest.raises(errors.ConfigError, match="train.lr_schedule must be one of"):
+    factory.learning_rate_schedule(tiny_config(**{'train.lr_schedule': 'step'}))

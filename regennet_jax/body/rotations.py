@@ -7,30 +7,42 @@ PyTorch3D, which the original ReGenNet uses:
 - rot6d is the first two ROWS of the rotation matrix, flattened: [R00 R01 R02 R10 R11 R12].
 - Quaternions are real-first (w, x, y, z).
 - Axis-angle is a 3-vector whose norm is the angle in radians.
+
+Numpy arrays in, numpy arrays out (float64 stays float64): the input pipeline converts on the
+host with the same functions that training differentiates.
 """
 
 import jax.numpy as jnp
+import numpy as np
 
 # PyTorch's F.normalize epsilon, used by the original rot6d -> matrix Gram-Schmidt.
 _NORMALIZE_EPS = 1e-12
 _SMALL_ANGLE = 1e-6
 
 
+def _xp(x):
+  """The array namespace of `x`: numpy for numpy arrays, jax.numpy for everything else."""
+  return np if isinstance(x, np.ndarray) else jnp
+
+
 def safe_norm(x, axis=-1, keepdims=False):
   """Euclidean norm whose gradient is 0 (not NaN) at the zero vector."""
-  sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
+  xp = _xp(x)
+  sq = xp.sum(x * x, axis=axis, keepdims=keepdims)
   positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+  return xp.where(positive, xp.sqrt(xp.where(positive, sq, 1.0)), 0.0)
 
 
 def _safe_sqrt(x):
   """sqrt(max(x, 0)) with a finite gradient everywhere."""
+  xp = _xp(x)
   positive = x > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+  return xp.where(positive, xp.sqrt(xp.where(positive, x, 1.0)), 0.0)
 
 
 def _normalize(v):
-  return v / jnp.maximum(safe_norm(v, keepdims=True), _NORMALIZE_EPS)
+  xp = _xp(v)
+  return v / xp.maximum(safe_norm(v, keepdims=True), _NORMALIZE_EPS)
 
 
 def matmul3(a, b):
@@ -38,16 +50,18 @@ def matmul3(a, b):
 
   For 3x3 blocks this is faster than a batched dot_general on CPU and keeps the HLO simple.
   """
-  return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+  xp = _xp(a)
+  return xp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
 
 
 def rot6d_to_matrix(d6):
   """[..., 6] -> [..., 3, 3] by Gram-Schmidt on the two rows (the matrix's rows b1, b2, b1 x b2)."""
+  xp = _xp(d6)
   a1, a2 = d6[..., :3], d6[..., 3:]
   b1 = _normalize(a1)
-  b2 = _normalize(a2 - jnp.sum(b1 * a2, axis=-1, keepdims=True) * b1)
-  b3 = jnp.cross(b1, b2)
-  return jnp.stack([b1, b2, b3], axis=-2)
+  b2 = _normalize(a2 - xp.sum(b1 * a2, axis=-1, keepdims=True) * b1)
+  b3 = xp.cross(b1, b2)
+  return xp.stack([b1, b2, b3], axis=-2)
 
 
 def matrix_to_rot6d(matrix):
@@ -57,9 +71,10 @@ def matrix_to_rot6d(matrix):
 
 def quaternion_to_matrix(quat):
   """[..., 4] (w, x, y, z; need not be unit) -> [..., 3, 3]."""
-  r, i, j, k = jnp.moveaxis(quat, -1, 0)
-  two_s = 2.0 / jnp.sum(quat * quat, axis=-1)
-  m = jnp.stack([
+  xp = _xp(quat)
+  r, i, j, k = xp.moveaxis(quat, -1, 0)
+  two_s = 2.0 / xp.sum(quat * quat, axis=-1)
+  m = xp.stack([
       1 - two_s * (j * j + k * k), two_s * (i * j - k * r), two_s * (i * k + j * r),
       two_s * (i * j + k * r), 1 - two_s * (i * i + k * k), two_s * (j * k - i * r),
       two_s * (i * k - j * r), two_s * (j * k + i * r), 1 - two_s * (i * i + j * j),
@@ -73,46 +88,50 @@ def matrix_to_quaternion(matrix):
   Builds the four algebraically equivalent candidates and keeps the best-conditioned one (the one
   dividing by the largest |q_i|), which is what keeps half-turns exact.
   """
+  xp = _xp(matrix)
   m = matrix
   m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
   m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
   m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-  q_abs = _safe_sqrt(jnp.stack([
+  q_abs = _safe_sqrt(xp.stack([
       1.0 + m00 + m11 + m22,
       1.0 + m00 - m11 - m22,
       1.0 - m00 + m11 - m22,
       1.0 - m00 - m11 + m22,
   ], axis=-1))
-  candidates = jnp.stack([
-      jnp.stack([q_abs[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
-      jnp.stack([m21 - m12, q_abs[..., 1] ** 2, m10 + m01, m02 + m20], axis=-1),
-      jnp.stack([m02 - m20, m10 + m01, q_abs[..., 2] ** 2, m12 + m21], axis=-1),
-      jnp.stack([m10 - m01, m20 + m02, m21 + m12, q_abs[..., 3] ** 2], axis=-1),
+  candidates = xp.stack([
+      xp.stack([q_abs[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
+      xp.stack([m21 - m12, q_abs[..., 1] ** 2, m10 + m01, m02 + m20], axis=-1),
+      xp.stack([m02 - m20, m10 + m01, q_abs[..., 2] ** 2, m12 + m21], axis=-1),
+      xp.stack([m10 - m01, m20 + m02, m21 + m12, q_abs[..., 3] ** 2], axis=-1),
   ], axis=-2)
-  candidates = candidates / (2.0 * jnp.maximum(q_abs[..., None], 0.1))
-  best = jnp.argmax(q_abs, axis=-1)
-  quat = jnp.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
-  return jnp.where(quat[..., :1] < 0, -quat, quat)
+  candidates = candidates / (2.0 * xp.maximum(q_abs[..., None], 0.1))
+  best = xp.argmax(q_abs, axis=-1)
+  quat = xp.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
+  return xp.where(quat[..., :1] < 0, -quat, quat)
 
 
 def _sin_half_over_angle(angle):
   """sin(angle / 2) / angle, with its Taylor series near 0."""
-  small = jnp.abs(angle) < _SMALL_ANGLE
-  safe_angle = jnp.where(small, 1.0, angle)
-  return jnp.where(small, 0.5 - angle * angle / 48.0, jnp.sin(0.5 * safe_angle) / safe_angle)
+  xp = _xp(angle)
+  small = xp.abs(angle) < _SMALL_ANGLE
+  safe_angle = xp.where(small, 1.0, angle)
+  return xp.where(small, 0.5 - angle * angle / 48.0, xp.sin(0.5 * safe_angle) / safe_angle)
 
 
 def axis_angle_to_quaternion(axis_angle):
   """[..., 3] -> [..., 4] (w, x, y, z)."""
+  xp = _xp(axis_angle)
   angle = safe_norm(axis_angle, keepdims=True)
-  return jnp.concatenate(
-      [jnp.cos(0.5 * angle), axis_angle * _sin_half_over_angle(angle)], axis=-1)
+  return xp.concatenate(
+      [xp.cos(0.5 * angle), axis_angle * _sin_half_over_angle(angle)], axis=-1)
 
 
 def quaternion_to_axis_angle(quat):
   """[..., 4] (w, x, y, z) -> [..., 3]; the angle is 2 atan2(|xyz|, w)."""
+  xp = _xp(quat)
   xyz_norm = safe_norm(quat[..., 1:], keepdims=True)
-  angle = 2.0 * jnp.arctan2(xyz_norm, quat[..., :1])
+  angle = 2.0 * xp.arctan2(xyz_norm, quat[..., :1])
   return quat[..., 1:] / _sin_half_over_angle(angle)
 
 
@@ -133,8 +152,9 @@ def rotation_angle(matrix):
   which is what the original orientation loss differentiates; arccos of the trace would have an
   infinite gradient at 0 and pi.
   """
+  xp = _xp(matrix)
   quat = matrix_to_quaternion(matrix)
-  return 2.0 * jnp.arctan2(safe_norm(quat[..., 1:]), quat[..., 0])
+  return 2.0 * xp.arctan2(safe_norm(quat[..., 1:]), quat[..., 0])
 
 
 def axis_angle_to_rot6d(axis_angle):

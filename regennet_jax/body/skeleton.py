@@ -10,10 +10,16 @@ Coordinates follow SMPL-X: metres, y up, the body faces +z, the person's left is
 import os
 
 import numpy as np
+from regennet_jax import errors
 
 NUM_JOINTS = 55
-# Row 55 of a [.., 56, 6] motion holds the root translation [tx, ty, tz, 0, 0, 0].
-TRANSLATION_ROW = 55
+# One person's motion is [T, MOTION_ROWS, MOTION_CHANNELS]: the rot6d of each of the 55 joints
+# (the first two rows of its rotation matrix), then the row [tx, ty, tz, 0, 0, 0] of the root
+# translation. A pair, as the evaluator reads it, puts actor and reactor side by side in channels.
+MOTION_ROWS = NUM_JOINTS + 1
+MOTION_CHANNELS = 6
+PAIR_CHANNELS = 2 * MOTION_CHANNELS
+TRANSLATION_ROW = NUM_JOINTS
 
 JOINT_NAMES = (
     'pelvis', 'left_hip', 'right_hip', 'spine1', 'left_knee', 'right_knee', 'spine2',
@@ -104,18 +110,14 @@ def builtin_rest_joints(scale=1.0):
   return (joints * scale).astype(np.float32)
 
 
-class BodyModelError(ValueError):
-  """A body-model file is missing, unreadable, or has fields of the wrong shape."""
-
-
 def _field(data, path, name):
   if name not in data.files:
-    raise BodyModelError(f'{path}: field {name!r} is missing (found: {sorted(data.files)}); '
+    raise errors.DataError(f'{path}: field {name!r} is missing (found: {sorted(data.files)}); '
                          'expected an SMPL-X model npz as released (e.g. SMPLX_NEUTRAL.npz).')
   try:
     return np.asarray(data[name])
   except ValueError as e:  # pickled object array
-    raise BodyModelError(f'{path}: field {name!r} could not be read as a numeric array: {e}') from e
+    raise errors.DataError(f'{path}: field {name!r} could not be read as a numeric array: {e}') from e
 
 
 def load_smplx_rest_joints(path, betas=None):
@@ -126,45 +128,45 @@ def load_smplx_rest_joints(path, betas=None):
   """
   path = os.fspath(path)
   if not os.path.exists(path):
-    raise BodyModelError(f'{path}: SMPL-X model file not found.')
+    raise errors.DataError(f'{path}: SMPL-X model file not found.')
   if not path.endswith('.npz'):
-    raise BodyModelError(f'{path}: expected the SMPL-X .npz release (e.g. SMPLX_NEUTRAL.npz); '
+    raise errors.DataError(f'{path}: expected the SMPL-X .npz release (e.g. SMPLX_NEUTRAL.npz); '
                          'other formats are not supported.')
   try:
     data = np.load(path, allow_pickle=False)
   except Exception as e:  # zip errors, truncated files, ...
-    raise BodyModelError(f'{path}: not a readable npz file ({type(e).__name__}: {e}).') from e
+    raise errors.DataError(f'{path}: not a readable npz file ({type(e).__name__}: {e}).') from e
   with data:
     v_template = _field(data, path, 'v_template')
     if v_template.ndim != 2 or v_template.shape[1] != 3:
-      raise BodyModelError(f'{path}: field v_template has shape {v_template.shape}, expected [V, 3].')
+      raise errors.DataError(f'{path}: field v_template has shape {v_template.shape}, expected [V, 3].')
     num_verts = v_template.shape[0]
     regressor = _field(data, path, 'J_regressor')
     if regressor.shape != (NUM_JOINTS, num_verts):
-      raise BodyModelError(f'{path}: field J_regressor has shape {regressor.shape}, expected '
+      raise errors.DataError(f'{path}: field J_regressor has shape {regressor.shape}, expected '
                            f'({NUM_JOINTS}, {num_verts}) for an SMPL-X model with {num_verts} vertices.')
     kintree = _field(data, path, 'kintree_table')
     if kintree.shape != (2, NUM_JOINTS):
-      raise BodyModelError(f'{path}: field kintree_table has shape {kintree.shape}, '
+      raise errors.DataError(f'{path}: field kintree_table has shape {kintree.shape}, '
                            f'expected (2, {NUM_JOINTS}).')
     parents = kintree[0].astype(np.int64)
     parents[0] = -1  # the release stores the root's parent as 2**32 - 1
     if tuple(parents.tolist()) != PARENTS:
-      raise BodyModelError(f'{path}: field kintree_table does not describe the SMPL-X 55-joint tree.')
+      raise errors.DataError(f'{path}: field kintree_table does not describe the SMPL-X 55-joint tree.')
     v_shaped = v_template.astype(np.float64)
     if betas is not None:
       betas = np.asarray(betas, np.float64).reshape(-1)
       shapedirs = _field(data, path, 'shapedirs')
       if shapedirs.ndim != 3 or shapedirs.shape[:2] != (num_verts, 3):
-        raise BodyModelError(f'{path}: field shapedirs has shape {shapedirs.shape}, '
+        raise errors.DataError(f'{path}: field shapedirs has shape {shapedirs.shape}, '
                              f'expected ({num_verts}, 3, K).')
       if len(betas) > shapedirs.shape[2]:
-        raise BodyModelError(f'{path}: {len(betas)} betas given but shapedirs has only '
+        raise errors.DataError(f'{path}: {len(betas)} betas given but shapedirs has only '
                              f'{shapedirs.shape[2]} components.')
       v_shaped = v_shaped + shapedirs[:, :, :len(betas)].astype(np.float64) @ betas
     joints = regressor.astype(np.float64) @ v_shaped
   if not np.all(np.isfinite(joints)):
-    raise BodyModelError(f'{path}: rest joints are not finite (NaN/Inf in v_template, shapedirs '
+    raise errors.DataError(f'{path}: rest joints are not finite (NaN/Inf in v_template, shapedirs '
                          'or J_regressor).')
   return joints.astype(np.float32)
 

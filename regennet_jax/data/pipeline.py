@@ -15,30 +15,16 @@ import dataclasses
 import grain
 import numpy as np
 
+from regennet_jax import errors
+from regennet_jax.body import rotations
 from regennet_jax.body import skeleton
-
-
-def axis_angle_to_rot6d_np(aa):
-  """Numpy Rodrigues: [..., 3] axis-angle -> [..., 6] first two rows of the rotation matrix."""
-  aa = np.asarray(aa, np.float64)
-  angle = np.linalg.norm(aa, axis=-1, keepdims=True)
-  small = angle < 1e-8
-  axis = aa / np.where(small, 1.0, angle)
-  x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-  s, c = np.sin(angle[..., 0]), np.cos(angle[..., 0])
-  c1 = 1 - c
-  rows = np.stack([
-      c + x * x * c1, x * y * c1 - z * s, x * z * c1 + y * s,
-      y * x * c1 + z * s, c + y * y * c1, y * z * c1 - x * s,
-  ], axis=-1)
-  rows = np.where(small, np.array([1.0, 0, 0, 0, 1.0, 0]), rows)
-  return rows.astype(np.float32)
 
 
 def to_model_motion(person, origin):
   """[T, 56, 3] axis-angle + translation -> [T, 56, 6] rot6d + [tx, ty, tz, 0, 0, 0] - origin."""
-  out = np.zeros(person.shape[:1] + (56, 6), np.float32)
-  out[:, :skeleton.NUM_JOINTS] = axis_angle_to_rot6d_np(person[:, :skeleton.NUM_JOINTS])
+  out = np.zeros(person.shape[:1] + (skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS), np.float32)
+  aa = np.asarray(person[:, :skeleton.NUM_JOINTS], np.float64)
+  out[:, :skeleton.NUM_JOINTS] = rotations.axis_angle_to_rot6d(aa)
   out[:, skeleton.TRANSLATION_ROW, :3] = person[:, skeleton.TRANSLATION_ROW] - origin
   return out
 
@@ -59,9 +45,9 @@ class Windowing:
 
   def __post_init__(self):
     if self.crop not in ('random', 'start'):
-      raise ValueError(f"data.crop must be 'random' or 'start', got {self.crop!r}")
+      raise errors.ConfigError(f"data.crop must be 'random' or 'start', got {self.crop!r}")
     if self.num_frames < 1:
-      raise ValueError(f'data.num_frames must be positive, got {self.num_frames}')
+      raise errors.ConfigError(f'data.num_frames must be positive, got {self.num_frames}')
 
 
 def make_window(sample, windowing: Windowing, rng: np.random.Generator):
@@ -106,12 +92,12 @@ def make_dataset(source, batch_size, windowing: Windowing, seed=0, shuffle=True,
   jax.process_count()); each host then batches `batch_size` examples of its own share.
   """
   if len(source) < shard_count:
-    raise ValueError(f'{source!r} has {len(source)} sequences, fewer than {shard_count} hosts.')
+    raise errors.DataError(f'{source!r} has {len(source)} sequences, fewer than {shard_count} hosts.')
   ds = grain.MapDataset.source(source).seed(seed)
   if shard_count > 1:
     ds = ds[shard_index::shard_count]
   if drop_remainder and len(ds) < batch_size and not repeat:
-    raise ValueError(f'{source!r}: {len(ds)} sequences per host cannot fill one batch of {batch_size}.')
+    raise errors.DataError(f'{source!r}: {len(ds)} sequences per host cannot fill one batch of {batch_size}.')
   if shuffle:
     ds = ds.shuffle()
   if repeat:

@@ -23,32 +23,29 @@ from array_record.python import array_record_data_source
 from array_record.python import array_record_module
 import flax.serialization
 import numpy as np
+from regennet_jax import errors
 
 FORMAT = 'regennet_jax.records.v1'
 INFO_FILE = 'dataset_info.json'
 
 
-class DatasetFormatError(ValueError):
-  """A dataset directory or record does not follow this format."""
-
-
 def validate_sample(sample, where):
-  """Checks one sample dict; raises DatasetFormatError naming `where` and the field."""
+  """Checks one sample dict; raises errors.DataError naming `where` and the field."""
   for field in ('actor', 'reactor'):
     arr = sample.get(field)
     if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[1:] != (56, 3):
       shape = getattr(arr, 'shape', type(arr).__name__)
-      raise DatasetFormatError(f'{where}: field {field!r} has shape {shape}, expected [T, 56, 3] '
+      raise errors.DataError(f'{where}: field {field!r} has shape {shape}, expected [T, 56, 3] '
                                '(55 axis-angle joints + translation row).')
     if arr.shape[0] < 1:
-      raise DatasetFormatError(f'{where}: field {field!r} has no frames.')
+      raise errors.DataError(f'{where}: field {field!r} has no frames.')
     if not np.all(np.isfinite(arr)):
-      raise DatasetFormatError(f'{where}: field {field!r} contains NaN or Inf.')
+      raise errors.DataError(f'{where}: field {field!r} contains NaN or Inf.')
   if sample['actor'].shape[0] != sample['reactor'].shape[0]:
-    raise DatasetFormatError(f"{where}: actor has {sample['actor'].shape[0]} frames but reactor has "
+    raise errors.DataError(f"{where}: actor has {sample['actor'].shape[0]} frames but reactor has "
                              f"{sample['reactor'].shape[0]}.")
   if not isinstance(sample.get('label'), (int, np.integer)) or sample['label'] < 0:
-    raise DatasetFormatError(f"{where}: field 'label' must be a non-negative int, "
+    raise errors.DataError(f"{where}: field 'label' must be a non-negative int, "
                              f"got {sample.get('label')!r}.")
 
 
@@ -76,7 +73,7 @@ class DatasetWriter:
   def __init__(self, root, name, class_names, fps, source='', overwrite=False):
     self.root = os.path.abspath(os.fspath(root))
     if os.path.exists(self.root) and not overwrite:
-      raise FileExistsError(f'{self.root} already exists; pass overwrite=True (--overwrite) to replace.')
+      raise errors.OutputExistsError(f'{self.root} already exists; pass overwrite=True (--overwrite) to replace.')
     self.tmp = f'{self.root}.incomplete-{os.getpid()}'
     self.info = {'format': FORMAT, 'name': name, 'class_names': list(class_names), 'fps': fps,
                  'source': source, 'splits': {}}
@@ -90,7 +87,7 @@ class DatasetWriter:
   def add(self, split, sample):
     validate_sample(sample, f"{self.info['name']}/{split}/{sample.get('name', '?')}")
     if not 0 <= int(sample['label']) < len(self.info['class_names']):
-      raise DatasetFormatError(f"{sample.get('name', '?')}: label {sample['label']} is outside the "
+      raise errors.DataError(f"{sample.get('name', '?')}: label {sample['label']} is outside the "
                                f"{len(self.info['class_names'])} classes.")
     if split not in self.writers:
       self.writers[split] = array_record_module.ArrayRecordWriter(
@@ -118,17 +115,17 @@ def read_info(root):
   if not os.path.exists(path):
     if os.path.isdir(root) and any('.incomplete-' in n for n in os.listdir(os.path.dirname(
         os.path.abspath(root)) or '.')):
-      raise DatasetFormatError(f'{root}: no {INFO_FILE}; a conversion may have been interrupted. '
+      raise errors.DataError(f'{root}: no {INFO_FILE}; a conversion may have been interrupted. '
                                'Run the converter again.')
-    raise DatasetFormatError(f'{root}: not a dataset directory (missing {INFO_FILE}). Create one with '
+    raise errors.DataError(f'{root}: not a dataset directory (missing {INFO_FILE}). Create one with '
                              'a data_prep converter.')
   with open(path) as f:
     try:
       info = json.load(f)
     except json.JSONDecodeError as e:
-      raise DatasetFormatError(f'{path}: not valid JSON ({e}).') from e
+      raise errors.DataError(f'{path}: not valid JSON ({e}).') from e
   if info.get('format') != FORMAT:
-    raise DatasetFormatError(f"{path}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}.")
+    raise errors.DataError(f"{path}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}.")
   return info
 
 
@@ -138,11 +135,11 @@ class RecordSource:
   def __init__(self, root, split):
     self.info = read_info(root)
     if split not in self.info['splits']:
-      raise DatasetFormatError(f"{root}: no split {split!r} (has {sorted(self.info['splits'])}).")
+      raise errors.DataError(f"{root}: no split {split!r} (has {sorted(self.info['splits'])}).")
     self.path = os.path.join(os.fspath(root), f'{split}.array_record')
     self._source = array_record_data_source.ArrayRecordDataSource([self.path])
     if len(self._source) != self.info['splits'][split]:
-      raise DatasetFormatError(f"{self.path}: holds {len(self._source)} records but {INFO_FILE} says "
+      raise errors.DataError(f"{self.path}: holds {len(self._source)} records but {INFO_FILE} says "
                                f"{self.info['splits'][split]}.")
 
   def __len__(self):

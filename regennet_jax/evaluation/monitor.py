@@ -13,11 +13,13 @@ import numpy as np
 
 from regennet_jax import render
 from regennet_jax import sample as sample_lib
-from regennet_jax import train as train_lib
+from regennet_jax import factory
+from regennet_jax import sharding
 from regennet_jax.data import pipeline
 from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import metrics as metrics_lib
 from regennet_jax.evaluation import recognizer as recognizer_lib
+from regennet_jax import errors
 
 
 def test_windows(config, test_src, count):
@@ -41,7 +43,7 @@ class QualityMonitor:
     self.class_names = list(class_names)
     count = config.eval.num_samples if count is None else count
     self.batch, self.names = test_windows(config, test_src, count)
-    self.rest = train_lib.build_rest_joints(config)
+    self.rest = factory.make_rest_joints(config)
     self.lengths = self.batch['mask'].sum(1)
     self.actor_joints = render.world_joints(self.batch['actor'], self.rest)
     self.real_joints = render.world_joints(self.batch['reactor'], self.rest)
@@ -50,12 +52,12 @@ class QualityMonitor:
                                            config.data.fps, self.lengths)
     self.sampling = (config.eval.respacing if respacing is None else respacing,
                      config.eval.method if method is None else method)
-    self.sampler = train_lib.build_sampler(config, len(class_names), *self.sampling)
-    self.mesh = train_lib.make_mesh(1, jax.local_devices())
+    self.sampler = factory.make_sampler(config, len(class_names), *self.sampling)
+    self.mesh = sharding.local_mesh()
     self.recognizer = None
     try:
       self.recognizer, _ = recognizer_lib.load_recognizer(config, workdir, len(class_names))
-    except recognizer_lib.RecognizerMissing:
+    except errors.MissingFileError:
       pass
     if self.recognizer is not None:
       real = recognizer_lib.pair_input(self.batch['actor'], self.batch['reactor'])

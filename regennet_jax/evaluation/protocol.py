@@ -17,9 +17,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from regennet_jax import sample as sample_lib
-from regennet_jax import train as train_lib
+from regennet_jax import factory
+from regennet_jax import sharding
 from regennet_jax.data import pipeline
-from regennet_jax.data import sources
 from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import metrics
 from regennet_jax.evaluation import monitor as monitor_lib
@@ -57,13 +57,15 @@ def _set_metrics(recog, x, labels, real_feats, num_classes, rng, e):
   return out
 
 
-def evaluate(config, workdir, params, progress=True):
+def evaluate(config, workdir, params, splits, progress=True):
+  """The paper's protocol on `splits` (train source, test source, class names); writes
+  eval_report.json and eval_report.md into `workdir` and returns the report."""
   e = config.eval
-  train_src, test_src, class_names = sources.load_splits(config.data)
+  train_src, test_src, class_names = splits
   num_classes = len(class_names)
   recog, recog_info = recognizer_lib.load_recognizer(config, workdir, num_classes)
-  sampler = train_lib.build_sampler(config, num_classes, e.respacing, e.method)
-  mesh = train_lib.make_mesh(1, jax.local_devices())
+  sampler = factory.make_sampler(config, num_classes, e.respacing, e.method)
+  mesh = sharding.local_mesh()
   runs = {split: {'generated': {m: [] for m in METRICS}, 'real': {m: [] for m in METRICS}}
           for split in ('train', 'test')}
   counts = {split: (original_sample_count(len(src), e.num_samples, e.batch_size)

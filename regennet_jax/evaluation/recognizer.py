@@ -11,12 +11,8 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from regennet_jax.data import pipeline
-from regennet_jax.data import sources
 from regennet_jax.evaluation.stgcn import STGCN
-
-
-class RecognizerMissing(FileNotFoundError):
-  pass
+from regennet_jax import errors
 
 
 def pair_input(actor, reactor):
@@ -28,10 +24,11 @@ def _directory(workdir):
   return os.path.join(os.path.abspath(workdir), 'recognizer')
 
 
-def train_recognizer(config, workdir, progress=True):
-  """Trains on the train split, reports test accuracy, saves to <workdir>/recognizer."""
+def train_recognizer(config, workdir, splits, progress=True):
+  """Trains on the train split of `splits` (train source, test source, class names), reports
+  train/test accuracy, saves to <workdir>/recognizer."""
   r = config.recognizer
-  train_src, test_src, class_names = sources.load_splits(config.data)
+  train_src, test_src, class_names = splits
   windowing = pipeline.Windowing(config.data.num_frames, 'random')
   data = iter(pipeline.make_dataset(train_src, r.batch_size, windowing, seed=config.seed,
                                     num_threads=config.data.num_threads))
@@ -110,15 +107,15 @@ def load_recognizer(config, workdir, num_classes):
   directory = config.eval.recognizer_dir or _directory(workdir)
   info_path = os.path.join(directory, 'recognizer.json')
   if not os.path.exists(info_path):
-    raise RecognizerMissing(f'{directory}: no trained recognizer; run python run.py '
+    raise errors.MissingFileError(f'{directory}: no trained recognizer; run python run.py '
                             f'--mode=train_recognizer --workdir={workdir} first (or set '
                             'config.eval.recognizer_dir).')
   with open(info_path) as f:
     info = json.load(f)
   if info['num_classes'] != num_classes or info['num_frames'] != config.data.num_frames:
-    raise ValueError(f"{info_path}: recognizer was trained for {info['num_classes']} classes and "
-                     f"{info['num_frames']} frames, this run has {num_classes} and "
-                     f'{config.data.num_frames}.')
+    raise errors.RunError(f"{info_path}: recognizer was trained for {info['num_classes']} classes and "
+                          f"{info['num_frames']} frames, this run has {num_classes} and "
+                          f'{config.data.num_frames}.')
   model = STGCN(num_classes, info.get('width', 1.0))
   abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                             jnp.zeros((1, config.data.num_frames, 56, 12)))

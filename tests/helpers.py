@@ -1,13 +1,16 @@
-"""A tiny version of the default config: same code paths, seconds to train."""
+"""What several test modules share: a tiny version of the default config (same code paths,
+seconds to train) and running run.py as a user does (a subprocess, flags on the command line)."""
 
+import json
 import os
+import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
+from configs import synthetic
 
-from configs import synthetic  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = [sys.executable, os.path.join(ROOT, 'run.py')]
+ENV = dict(os.environ, JAX_PLATFORMS='cpu')
 
 TINY_OVERRIDES = {
     'data.synthetic_train_size': 16, 'data.synthetic_test_size': 8,
@@ -30,3 +33,14 @@ def tiny_config(**overrides):
 
 def cli_overrides(**overrides):
   return [f'--config.{k}={v}' for k, v in {**TINY_OVERRIDES, **overrides}.items()]
+
+
+def run(args, timeout=600, env=None):
+  """run.py with `args` in a subprocess, from the repository root."""
+  return subprocess.run(RUN + args, capture_output=True, text=True, timeout=timeout,
+                        env=env or ENV, cwd=ROOT)
+
+
+def last_json(stdout):
+  """The JSON result run.py prints last."""
+  return json.loads(stdout[stdout.rindex('\n{') + 1:] if '\n{' in stdout else stdout)

@@ -1,62 +1,45 @@
-"""What `run.py` modes do, end to end: train -> sample test reactions -> render -> report."""
+"""What run.py's modes do once training (train.py) is done or a run directory exists: the report
+after training, sampling, streaming, training the recognizer and the paper's evaluation.
+
+Every mode loads the dataset once and takes the weights sampling uses (the EMA when training kept
+one) from the newest intact checkpoint; files are written by the main process only.
+"""
 
 import json
 import os
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
+from regennet_jax import factory
+from regennet_jax import metrics_log
 from regennet_jax import render
 from regennet_jax import sample
-from regennet_jax import train as train_lib
-from regennet_jax.body.skeleton import BodyModelError
-from regennet_jax.data import sources
-from regennet_jax.data.records import DatasetFormatError
+from regennet_jax import sharding
+from regennet_jax import streaming
 from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import monitor as monitor_lib
 from regennet_jax.evaluation import protocol
 from regennet_jax.evaluation import recognizer as recognizer_lib
 
-# Errors caused by the user's config, data or files: reported as one clear line, no traceback
-# (set REGENNET_DEBUG=1 to see it).
-USER_ERRORS = () if os.environ.get('REGENNET_DEBUG') else (
-    train_lib.TrainingError, DatasetFormatError, BodyModelError, ValueError, FileNotFoundError,
-    FileExistsError)
 
-
-def _sample_test_set(config, workdir, params, count, repetitions=1, progress=False):
-  _, test_src, class_names = sources.load_splits(config.data)
-  sampler = train_lib.build_sampler(config, len(class_names))
-  batch, names = monitor_lib.test_windows(config, test_src, count)
-  mesh = train_lib.make_mesh(1, jax.local_devices())  # sampling is one host's job
-  generated = sample.generate(sampler, params, batch['actor'], batch['label'],
-                              jax.random.PRNGKey(config.seed), mesh, config.sample.batch_size,
-                              repetitions, progress)
-  out_dir = os.path.join(workdir, 'samples')
-  os.makedirs(out_dir, exist_ok=True)
-  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
-                        batch['label'], class_names, real_reactor=batch['reactor'], names=names)
-  return batch, generated, class_names, npz
-
-
-def train_and_report(config, workdir):
-  state, summary = train_lib.train(config, workdir)
+def after_training(config, workdir, state, summary, splits):
+  """run.py's train mode, after train.train: the report on the trained weights."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   # Every host joins the gather (a collective); then only host 0 samples and reports.
-  params = multihost_utils.process_allgather(
-      state.ema_params if config.train.ema_decay else state.params, tiled=True)
+  params = multihost_utils.process_allgather(state.sampling_params(), tiled=True)
   result = {'workdir': os.path.abspath(workdir), 'steps': summary['final_step'],
             'stopped_by': summary['stopped_by'], 'last_metrics': summary.get('last_metrics')}
   if summary['stopped_by'] or jax.process_index() != 0:
     return result
-  result.update(report(config, workdir, params))
+  result.update(report(config, workdir, params, splits))
   return result
 
 
-def report(config, workdir, params):
+def report(config, workdir, params, splits):
   """Samples every test actor, scores the reactions against the real ones per class, renders
   GIFs and a contact sheet, and writes samples/test_reactions.npz, report.md and report.json."""
-  _, test_src, class_names = sources.load_splits(config.data)
+  _, test_src, class_names = splits
   monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names,
                                        count=max(config.eval.num_samples, config.sample.num_render),
                                        respacing=config.sample.respacing,
@@ -91,7 +74,7 @@ def report(config, workdir, params):
 
 
 def _write_report(workdir, config, result):
-  m = result.get('last_metrics') or _last_training_metrics(workdir)
+  m = result.get('last_metrics') or metrics_log.last_training_metrics(workdir)
   q = result['quality']
   recognizer = ''
   if 'fid' in q:
@@ -125,65 +108,46 @@ def _write_report(workdir, config, result):
     json.dump({k: v for k, v in result.items() if k != 'report'}, f, indent=2)
 
 
-def _last_training_metrics(workdir):
-  """The last training record of metrics.jsonl ({} if there is none)."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  last = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except ValueError:
-          continue
-        if 'loss' in record:
-          last = {k: v for k, v in record.items() if k != 'step'}
-  return last
+def _sampling_params(config, workdir, class_names):
+  return factory.load_sampling_params(config, workdir, len(class_names),
+                                      warn=lambda line: print(line, flush=True))
 
 
-def load_params(config, workdir):
-  """(params, step, class names) of the latest checkpoint in workdir (EMA weights if trained)."""
-  manager = train_lib.checkpoint_manager(workdir, config)
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'{os.path.abspath(workdir)}/checkpoints holds no checkpoint; train first '
-                            f'(python run.py --workdir={workdir}).')
-  _, _, class_names = sources.load_splits(config.data)
-  model = train_lib.build_model(config, len(class_names))
-  tx = train_lib.build_optimizer(config)
-  mesh = train_lib.make_mesh(1, jax.local_devices())
-  state, shardings = train_lib.init_state(config, model, tx, mesh, jax.random.PRNGKey(0))
-  state, _ = train_lib.restore_checkpoint(manager, step, state, shardings)
-  manager.close()
-  return (state.ema_params if config.train.ema_decay else state.params), step, class_names
-
-
-def sample_from_checkpoint(config, workdir):
-  params, step, _ = load_params(config, workdir)
-  _, generated, _, npz = _sample_test_set(config, workdir, params, config.sample.num_samples,
-                                          config.sample.num_repetitions, progress=True)
+def sample_from_checkpoint(config, workdir, splits):
+  """run.py --mode=sample: sample.num_repetitions reactions for each of the first
+  sample.num_samples test actors, saved to samples/test_reactions.npz."""
+  _, test_src, class_names = splits
+  params, step = _sampling_params(config, workdir, class_names)
+  batch, names = monitor_lib.test_windows(config, test_src, config.sample.num_samples)
+  generated = sample.generate(factory.make_sampler(config, len(class_names)), params,
+                              batch['actor'], batch['label'], jax.random.PRNGKey(config.seed),
+                              sharding.local_mesh(), config.sample.batch_size,
+                              config.sample.num_repetitions, progress=True)
+  out_dir = os.path.join(workdir, 'samples')
+  os.makedirs(out_dir, exist_ok=True)
+  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
+                        batch['label'], class_names, real_reactor=batch['reactor'], names=names)
   return {'checkpoint_step': step, 'samples': npz, 'shape': list(generated.shape),
           'matmul_dtype': config.sample.matmul_dtype}
 
 
-def stream_from_checkpoint(config, workdir):
-  """Streams test actors frame by frame; reports per-frame latency and agreement with the batch
-  sampler on the same actors and key."""
-  from regennet_jax import streaming
-  params, step, class_names = load_params(config, workdir)
-  _, test_src, _ = sources.load_splits(config.data)
+def stream_from_checkpoint(config, workdir, splits):
+  """run.py --mode=stream: test actors frame by frame; reports per-frame latency and agreement
+  with the whole-sequence sampler on the same actors and key."""
+  _, test_src, class_names = splits
+  params, step = _sampling_params(config, workdir, class_names)
   batch, _ = monitor_lib.test_windows(config, test_src, config.stream.batch_size)
-  model = train_lib.build_model(config, len(class_names), for_sampling=True)
-  schedule = train_lib.build_schedule(config, config.sample.respacing)
+  model = factory.make_model(config, len(class_names), for_sampling=True)
+  schedule = factory.make_schedule(config, config.sample.respacing)
   key = jax.random.PRNGKey(config.seed)
   frames = batch['actor'].shape[1]
   stream = streaming.ReactionStream(
       model, params, schedule, key, batch_size=len(batch['actor']),
       max_frames=max(frames, config.stream.max_frames), method=config.sample.method,
       eta=config.sample.eta, guidance_scale=config.sample.guidance_scale, label=batch['label'],
-      actor_frame=config.model.actor_frame)
+      actor_frame=config.model.actor_frame, orthonormalize=config.sample.orthonormalize)
   streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
-  sampler = train_lib.build_sampler(config, len(class_names))
+  sampler = factory.make_sampler(config, len(class_names))
   whole = np.asarray(jax.jit(sampler)(params, batch['actor'], batch['label'], key))
   result = {'checkpoint_step': step, 'streams': len(batch['actor']), 'frames': frames,
             'denoising_steps': int(schedule.num_steps), 'method': config.sample.method,
@@ -194,14 +158,16 @@ def stream_from_checkpoint(config, workdir):
   return result
 
 
-def train_recognizer(config, workdir):
+def train_recognizer(config, workdir, splits):
+  """run.py --mode=train_recognizer: the ST-GCN evaluator on real pairs, in <workdir>/recognizer."""
   os.makedirs(workdir, exist_ok=True)
-  return recognizer_lib.train_recognizer(config, workdir)
+  return recognizer_lib.train_recognizer(config, workdir, splits)
 
 
-def evaluate(config, workdir):
-  params, step, _ = load_params(config, workdir)
-  report = protocol.evaluate(config, workdir, params)
+def evaluate(config, workdir, splits):
+  """run.py --mode=eval: the paper's protocol (evaluation/protocol.py), eval_report.md/json."""
+  params, step = _sampling_params(config, workdir, splits[2])
+  report = protocol.evaluate(config, workdir, params, splits)
   return {'checkpoint_step': step, 'report': os.path.join(os.path.abspath(workdir), 'eval_report.md'),
           'results': {split: {kind: {m: round(v['mean'], 4) for m, v in r.items()}
                               for kind, r in kinds.items()}

@@ -1,0 +1,146 @@
+"""What a run directory keeps: its config (config.json) and its checkpoints (Orbax).
+
+A checkpoint holds the TrainState and the input iterator's position, so resuming reproduces the run
+that was never interrupted. Restoring falls back, with one line, from a damaged newest checkpoint
+to the newest intact one. Sampling, streaming and evaluation restore only the weights they use.
+
+config.json records the settings that shape the parameters and the diffusion (model.*,
+diffusion.*, data.num_frames); a later run in the same directory must agree with them.
+"""
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from regennet_jax import errors
+
+CONFIG_FILE = 'config.json'
+# Sections (and fields) of config.json a run directory is tied to.
+RUN_DEFINING = {'model': None, 'diffusion': None, 'data': ('num_frames',)}
+# Model fields that change how the network computes, not its parameters: a run may resume with
+# other values (e.g. continue a float32 run with bfloat16 matmuls).
+ARITHMETIC_ONLY_MODEL_KEYS = ('dtype', 'matmul_dtype')
+
+
+# ----------------------------------------------------------------------------- config.json
+
+def read_run_config(workdir):
+  """The dict in <workdir>/config.json, or None if there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise errors.DataError(f'{path}: not readable JSON ({e}); restore it or use a new --workdir.')
+
+
+def _run_defining_items(config_dict):
+  for section, keys in RUN_DEFINING.items():
+    values = config_dict.get(section, {})
+    for key in (keys or values.keys()):
+      if section == 'model' and key in ARITHMETIC_ONLY_MODEL_KEYS:
+        continue
+      if key in values:
+        yield section, key, values[key]
+
+
+def save_run_config(workdir, config):
+  """Writes config.json, after refusing a config whose run-defining settings differ from the
+  run already in `workdir` (see RUN_DEFINING)."""
+  current = json.loads(config.to_json_best_effort())
+  previous = read_run_config(workdir)
+  if previous is not None:
+    for section, key, value in _run_defining_items(previous):
+      if current.get(section, {}).get(key, value) != value:
+        raise errors.RunError(
+            f'{workdir} holds a run with {section}.{key}={value!r}, but this config has '
+            f'{current[section][key]!r}. Use a new --workdir to start over.')
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(current, f, indent=2)
+  os.replace(path + '.tmp', path)
+
+
+def adopt_run_config(workdir, config, overridden=()):
+  """Takes the run-defining settings of the run in `workdir` into `config` (sampling, streaming
+  and evaluation use the model that was trained). `overridden` names fields ('model.latent_dim')
+  the user set explicitly: if one contradicts the run, that is an error naming it."""
+  previous = read_run_config(workdir)
+  if previous is None:
+    return config
+  for section, key, value in _run_defining_items(previous):
+    if key not in config[section]:
+      continue
+    current = config[section][key]
+    if isinstance(current, tuple):
+      value = tuple(value)
+    if current != value and f'{section}.{key}' in overridden:
+      raise errors.ConfigError(
+          f'--config.{section}.{key}={current!r} contradicts the run in {workdir}, trained with '
+          f'{section}.{key}={value!r}; drop the override (the trained value is used).')
+    config[section][key] = value
+  return config
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def make_manager(workdir, keep=3, read_only=False):
+  options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=not read_only,
+                                         enable_async_checkpointing=not read_only)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                               options=options)
+
+
+def save(manager, state, data_state):
+  """Starts an (asynchronous) save of the state and the input position at state.step."""
+  manager.save(int(state.step), args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+
+
+def _short(exception):
+  """One line of an Orbax/TensorStore exception (they can run to hundreds of lines)."""
+  text = str(exception).strip().splitlines()
+  return f'{type(exception).__name__}: {text[0][:200] if text else ""}'
+
+
+def restore(manager, step, abstract_state, shardings):
+  """(state, data iterator state) of checkpoint `step`; errors.RunError if it cannot be read
+  into this state's structure."""
+  target = jax.tree_util.tree_map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings)
+  path = os.path.join(manager.directory, str(step))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+  except Exception as e:  # orbax raises many types for truncated/mismatched trees
+    raise errors.RunError(
+        f'checkpoint {path} cannot be restored into this run ({_short(e)}). It is damaged or was '
+        'written with a different model/optimizer config.') from e
+  return restored.state, restored.data
+
+
+def restore_latest(manager, abstract_state, shardings, warn=print):
+  """(state, data state, step) of the newest checkpoint that restores, or None if there is none.
+
+  A newer checkpoint that cannot be read (a truncated file, an interrupted copy) gets one line via
+  `warn` and the next older one is tried; if none can be read that is an errors.RunError.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  failures = []
+  for step in steps:
+    try:
+      state, data = restore(manager, step, abstract_state, shardings)
+    except errors.RunError as e:
+      failures.append(str(e))
+      if step != steps[-1]:
+        warn(f'warning: {e} Falling back to the previous checkpoint.')
+      continue
+    return state, data, step
+  if failures:
+    raise errors.RunError(f'no checkpoint in {manager.directory} can be restored: '
+                          f'{failures[0]} Use the config it was trained with, or a new --workdir.')
+  return None
