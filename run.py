@@ -23,7 +23,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     'Config file (ml_collections); fields can be overridden as --config.a.b=value.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config name>).')
 _DISTRIBUTED = flags.DEFINE_bool(
-    'distributed', False, 'Multi-host run: call jax.distributed.initialize() (auto-detects TPU pods, '
+    'distributed', False,
+    'Multi-host run: call jax.distributed.initialize() (auto-detects TPU pods, '
     'SLURM, ...; or give --coordinator_address/--num_processes/--process_id).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (hosts).')
@@ -52,7 +53,8 @@ def run(mode, config, workdir):
   from regennet_jax.data import sources
   if _DISTRIBUTED.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   splits = sources.load_splits(config.data)
   if mode == 'train':
     state, summary = train.train(config, workdir, splits)

@@ -68,14 +68,18 @@ def matmul_rate(dtype='float32', size=2048):
   a = jnp.ones((size, size), dtype)
   fn = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
   seconds = time_fn(fn, a, a, repeats=5, warmup=2)
-  return 2 * size ** 3 / seconds
+  return 2 * size**3 / seconds
 
 
 def roofline(flops, seconds, dtype='float32'):
   """{'xla_gflop': .., 'achieved_gflops': .., 'fraction_of_matmul_rate': ..} for one timed call."""
   rate = flops / seconds
-  return {'xla_gflop': flops / 1e9, 'achieved_gflop_per_s': rate / 1e9,
-          'fraction_of_measured_matmul_rate': rate / matmul_rate(dtype), 'rate_dtype': dtype}
+  return {
+      'xla_gflop': flops / 1e9,
+      'achieved_gflop_per_s': rate / 1e9,
+      'fraction_of_measured_matmul_rate': rate / matmul_rate(dtype),
+      'rate_dtype': dtype
+  }
 
 
 def peak_rss_mb():
@@ -85,11 +89,18 @@ def peak_rss_mb():
 
 
 def machine():
-  return {'cpu': cpu_model(), 'cpu_count': os.cpu_count(), 'backend': jax.default_backend(),
-          'devices': jax.device_count(), 'python': platform.python_version(),
-          'jax': jax.__version__,
-          'matmul_gflop_per_s': {'float32': matmul_rate('float32') / 1e9,
-                                 'bfloat16': matmul_rate('bfloat16') / 1e9}}
+  return {
+      'cpu': cpu_model(),
+      'cpu_count': os.cpu_count(),
+      'backend': jax.default_backend(),
+      'devices': jax.device_count(),
+      'python': platform.python_version(),
+      'jax': jax.__version__,
+      'matmul_gflop_per_s': {
+          'float32': matmul_rate('float32') / 1e9,
+          'bfloat16': matmul_rate('bfloat16') / 1e9
+      }
+  }
 
 
 def emit(result):

@@ -27,10 +27,13 @@ from common import ROOT, emit
 
 VARIANTS = {
     'recipe': [],  # configs/synthetic.py as it is
-    'original_recipe': ['--config.train.ema_decay=0', '--config.train.lr_schedule=constant',
-                        '--config.model.actor_frame=False'],
-    'no_interaction_losses': ['--config.losses.orient=0', '--config.losses.body=0',
-                              '--config.losses.transl=0'],
+    'original_recipe': [
+        '--config.train.ema_decay=0', '--config.train.lr_schedule=constant',
+        '--config.model.actor_frame=False'
+    ],
+    'no_interaction_losses': [
+        '--config.losses.orient=0', '--config.losses.body=0', '--config.losses.transl=0'
+    ],
     'paper_normalization': ['--config.losses.normalization=paper'],
     'code_normalization': ['--config.losses.normalization=code'],
     'offline': ['--config.model.arch=offline'],
@@ -41,8 +44,11 @@ METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall
 def run(args, log_path):
   start = time.time()
   with open(log_path, 'w') as log:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'run.py')] + args, cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'run.py')] + args,
+                          cwd=ROOT,
+                          stdout=subprocess.PIPE,
+                          stderr=log,
+                          text=True)
   if proc.returncode:
     raise SystemExit(f'run.py {" ".join(args)} failed; see {log_path}')
   out = proc.stdout
@@ -90,20 +96,24 @@ def plot(curves, path):
 
 
 def markdown(summary, real, args):
-  lines = [f"Synthetic benchmark: {args.steps} training steps, {args.seeds} training seeds per "
-           f"variant, {args.eval_seeds} evaluation seeds per run; mean ± 95% interval over "
-           'training seeds.', '']
+  lines = [
+      f"Synthetic benchmark: {args.steps} training steps, {args.seeds} training seeds per "
+      f"variant, {args.eval_seeds} evaluation seeds per run; mean ± 95% interval over "
+      'training seeds.', ''
+  ]
   for split in ('train', 'test'):
-    lines += [f'**{split}-conditioned**', '',
-              '| variant | minutes | ' + ' | '.join(METRICS) + ' | worst class success ratio |',
-              '|---|---|' + '---|' * (len(METRICS) + 1)]
-    lines.append('| real (second draw) | | ' + ' | '.join(
-        f"{real[split][m]:.3f}" for m in METRICS) + ' | 1 |')
+    lines += [
+        f'**{split}-conditioned**', '',
+        '| variant | minutes | ' + ' | '.join(METRICS) + ' | worst class success ratio |',
+        '|---|---|' + '---|' * (len(METRICS) + 1)
+    ]
+    lines.append('| real (second draw) | | ' +
+                 ' | '.join(f"{real[split][m]:.3f}" for m in METRICS) + ' | 1 |')
     for variant, s in summary.items():
       cells = [f"{s[split][m][0]:.3f} ± {s[split][m][1]:.3f}" for m in METRICS]
       ratio = s['success_ratio_min']
-      lines.append(f"| {variant} | {s['train_minutes'][0]:.1f} | " + ' | '.join(cells)
-                   + f" | {ratio[0]:.2f} ± {ratio[1]:.2f} |")
+      lines.append(f"| {variant} | {s['train_minutes'][0]:.1f} | " + ' | '.join(cells) +
+                   f" | {ratio[0]:.2f} ± {ratio[1]:.2f} |")
     lines.append('')
   return '\n'.join(lines)
 
@@ -118,7 +128,9 @@ def main():
   parser.add_argument('--recognizer_steps', type=int, default=300)
   parser.add_argument('--variants', default='recipe')
   parser.add_argument('--out', default=os.path.join(ROOT, 'runs', 'quality'))
-  parser.add_argument('--config_override', action='append', default=[],
+  parser.add_argument('--config_override',
+                      action='append',
+                      default=[],
                       help='extra --config.x=y flags for every run')
   args = parser.parse_args()
   variants = args.variants.split(',')
@@ -126,14 +138,16 @@ def main():
   if unknown:
     raise SystemExit(f'unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}')
   os.makedirs(args.out, exist_ok=True)
-  common = [f'--config.train.num_steps={args.steps}', f'--config.eval.num_seeds={args.eval_seeds}',
-            f'--config.train.eval_every={args.eval_every}',
-            f'--config.recognizer.num_steps={args.recognizer_steps}'] + args.config_override
+  common = [
+      f'--config.train.num_steps={args.steps}', f'--config.eval.num_seeds={args.eval_seeds}',
+      f'--config.train.eval_every={args.eval_every}',
+      f'--config.recognizer.num_steps={args.recognizer_steps}'
+  ] + args.config_override
   seconds = {}
   recognizer_run = os.path.join(args.out, 'recognizer')
   if not os.path.exists(os.path.join(recognizer_run, 'recognizer', 'recognizer.json')):
-    _, seconds['recognizer'] = run([f'--workdir={recognizer_run}', '--mode=train_recognizer']
-                                   + common, os.path.join(args.out, 'recognizer.log'))
+    _, seconds['recognizer'] = run([f'--workdir={recognizer_run}', '--mode=train_recognizer'] +
+                                   common, os.path.join(args.out, 'recognizer.log'))
   common.append(f'--config.eval.recognizer_dir={os.path.join(recognizer_run, "recognizer")}')
 
   reports, curves, ratios, minutes = {}, {}, {}, {}
@@ -145,7 +159,7 @@ def main():
         _, seconds[f'{variant}/seed{seed}/train'] = run(flags, workdir + '.train.log')
       if not os.path.exists(os.path.join(workdir, 'eval_report.json')):
         _, seconds[f'{variant}/seed{seed}/eval'] = run(flags + ['--mode=eval'],
-                                                        workdir + '.eval.log')
+                                                       workdir + '.eval.log')
       with open(os.path.join(workdir, 'eval_report.json')) as f:
         reports.setdefault(variant, []).append(json.load(f)['results'])
       points = curve(workdir)
@@ -155,8 +169,11 @@ def main():
 
   summary = {}
   for variant, runs in reports.items():
-    summary[variant] = {split: {m: interval([r[split]['generated'][m]['mean'] for r in runs])
-                                for m in METRICS} for split in ('train', 'test')}
+    summary[variant] = {
+        split: {
+            m: interval([r[split]['generated'][m]['mean'] for r in runs]) for m in METRICS
+        } for split in ('train', 'test')
+    }
     summary[variant]['success_ratio_min'] = interval(ratios[variant])
     summary[variant]['train_minutes'] = interval(minutes[variant])
   first = next(iter(reports.values()))[0]
@@ -164,11 +181,19 @@ def main():
   plot(curves, os.path.join(args.out, 'fid_vs_minutes.png'))
   with open(os.path.join(args.out, 'quality.md'), 'w') as f:
     f.write(markdown(summary, real, args))
-  emit({'benchmark': 'quality', 'steps': args.steps, 'seeds': args.seeds,
-        'eval_seeds': args.eval_seeds, 'variants': variants, 'summary': summary, 'real': real,
-        'curves': curves, 'seconds': seconds,
-        'table': os.path.join(args.out, 'quality.md'),
-        'plot': os.path.join(args.out, 'fid_vs_minutes.png')})
+  emit({
+      'benchmark': 'quality',
+      'steps': args.steps,
+      'seeds': args.seeds,
+      'eval_seeds': args.eval_seeds,
+      'variants': variants,
+      'summary': summary,
+      'real': real,
+      'curves': curves,
+      'seconds': seconds,
+      'table': os.path.join(args.out, 'quality.md'),
+      'plot': os.path.join(args.out, 'fid_vs_minutes.png')
+  })
 
 
 if __name__ == '__main__':

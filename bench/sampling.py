@@ -47,14 +47,36 @@ def main():
   seconds = time_fn(fn, params, actor, label, key, repeats=args.repeats)
   per_sec = args.batch_size / seconds
   m = config.model
-  emit({'benchmark': 'sampling', 'preset': args.preset, 'num_layers': m.num_layers,
-        'latent_dim': m.latent_dim, 'num_frames': config.data.num_frames,
-        'batch_size': args.batch_size, 'respacing': args.respacing, 'method': args.method,
-        'cfg': sample.uses_guidance(model, args.guidance_scale), 'matmul_dtype': args.matmul_dtype,
-        'chunk_size': sample.resolve_chunk_size(args.chunk_size), 'batch_seconds': seconds,
-        'reactions_per_sec': per_sec,
-        **roofline(xla_flops(fn, params, actor, label, key), seconds, args.matmul_dtype),
-        'speedup_vs_original_pytorch_cpu_8.5_per_s': per_sec / 8.5 if args.preset == 'ntu' else None})
+  emit({
+      'benchmark':
+          'sampling',
+      'preset':
+          args.preset,
+      'num_layers':
+          m.num_layers,
+      'latent_dim':
+          m.latent_dim,
+      'num_frames':
+          config.data.num_frames,
+      'batch_size':
+          args.batch_size,
+      'respacing':
+          args.respacing,
+      'method':
+          args.method,
+      'cfg':
+          sample.uses_guidance(model, args.guidance_scale),
+      'matmul_dtype':
+          args.matmul_dtype,
+      'chunk_size':
+          sample.resolve_chunk_size(args.chunk_size),
+      'batch_seconds':
+          seconds,
+      'reactions_per_sec':
+          per_sec,
+      **roofline(xla_flops(fn, params, actor, label, key), seconds, args.matmul_dtype), 'speedup_vs_original_pytorch_cpu_8.5_per_s':
+          per_sec / 8.5 if args.preset == 'ntu' else None
+  })
 
 
 if __name__ == '__main__':

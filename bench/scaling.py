@@ -27,10 +27,10 @@ def step_seconds(preset, batch, frames, devices=None):
   config.data.num_frames, config.train.batch_size = frames, batch
   setup = factory.make_training(config, 8, devices)
   batch_arrays = sharding.shard_batch(factory.dummy_batch(config, batch), setup.mesh)
-  fn = jax.jit(train_step.make_train_step(config, setup.model, setup.optimizer,
-                                          factory.make_schedule(config),
-                                          factory.make_rest_joints(config),
-                                          factory.make_loss_weights(config)))
+  fn = jax.jit(
+      train_step.make_train_step(config, setup.model, setup.optimizer,
+                                 factory.make_schedule(config), factory.make_rest_joints(config),
+                                 factory.make_loss_weights(config)))
   key = jax.random.PRNGKey(1)
   return time_fn(lambda s: fn(s, batch_arrays, key)[1]['loss'], setup.state, repeats=3)
 
@@ -48,14 +48,21 @@ def main():
   by_devices = {}
   for n in (1, 2, 4):
     env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}')
-    out = subprocess.run([sys.executable, __file__, f'--preset={args.preset}',
-                          f'--child_devices={n}'], env=env, capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, f'--preset={args.preset}', f'--child_devices={n}'],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True).stdout
     by_devices[n] = json.loads(out.strip().splitlines()[-1])['seconds']
-  emit({'benchmark': 'scaling', 'preset': args.preset,
-        'step_seconds_by_batch_size_at_40_frames': by_batch,
-        'step_seconds_by_frames_at_batch_32': by_frames,
-        'step_seconds_by_forced_cpu_devices_batch_32': by_devices})
+  emit({
+      'benchmark': 'scaling',
+      'preset': args.preset,
+      'step_seconds_by_batch_size_at_40_frames': by_batch,
+      'step_seconds_by_frames_at_batch_32': by_frames,
+      'step_seconds_by_forced_cpu_devices_batch_32': by_devices
+  })
 
 
 if __name__ == '__main__':

@@ -31,14 +31,23 @@ def main():
   results = {}
   for steps in [int(s) for s in args.steps.split(',')]:
     schedule = factory.make_schedule(config, f'ddim{steps}')
-    stream = streaming.ReactionStream(model, params, schedule, jax.random.PRNGKey(1),
+    stream = streaming.ReactionStream(model,
+                                      params,
+                                      schedule,
+                                      jax.random.PRNGKey(1),
                                       max_frames=args.frames)
     for f in range(args.frames):
       stream.push(actor[f])
     results[f'{steps}_steps'] = stream.latency_report()
   m = config.model
-  emit({'benchmark': 'streaming', 'preset': args.preset, 'num_layers': m.num_layers,
-        'latent_dim': m.latent_dim, 'frames': args.frames, 'latency': results})
+  emit({
+      'benchmark': 'streaming',
+      'preset': args.preset,
+      'num_layers': m.num_layers,
+      'latent_dim': m.latent_dim,
+      'frames': args.frames,
+      'latency': results
+  })
 
 
 if __name__ == '__main__':

@@ -45,26 +45,33 @@ def main():
   batch = sharding.shard_batch(random_batch(config, config.train.batch_size), setup.mesh)
   key = jax.random.PRNGKey(1)
   # The same step without donation: the same state is fed again and again.
-  step = jax.jit(train_step.make_train_step(
-      config, setup.model, setup.optimizer, factory.make_schedule(config),
-      factory.make_rest_joints(config), factory.make_loss_weights(config)))
+  step = jax.jit(
+      train_step.make_train_step(config, setup.model, setup.optimizer,
+                                 factory.make_schedule(config), factory.make_rest_joints(config),
+                                 factory.make_loss_weights(config)))
   seconds = time_fn(lambda s: step(s, batch, key)[1]['loss'], setup.state, repeats=args.repeats)
   flops = xla_flops(step, setup.state, batch, key)
 
   # FK as the losses use it: actor, GT and prediction stacked, forward + backward.
   rest = factory.make_rest_joints(config)
   stacked = jnp.stack([batch['actor']] * 3)
-  fk = jax.jit(jax.value_and_grad(lambda m: jnp.sum(kinematics.motion_to_joints(m, rest) ** 2)))
+  fk = jax.jit(jax.value_and_grad(lambda m: jnp.sum(kinematics.motion_to_joints(m, rest)**2)))
   fk_time = time_fn(fk, stacked, repeats=args.repeats)
   m = config.model
   emit({
-      'benchmark': 'train_step', 'preset': args.preset, 'batch_size': config.train.batch_size,
-      'num_frames': config.data.num_frames, 'num_layers': m.num_layers,
-      'latent_dim': m.latent_dim, 'ff_size': m.ff_size, 'matmul_dtype': args.matmul_dtype,
-      'step_seconds': seconds, 'steps_per_sec': 1 / seconds,
+      'benchmark': 'train_step',
+      'preset': args.preset,
+      'batch_size': config.train.batch_size,
+      'num_frames': config.data.num_frames,
+      'num_layers': m.num_layers,
+      'latent_dim': m.latent_dim,
+      'ff_size': m.ff_size,
+      'matmul_dtype': args.matmul_dtype,
+      'step_seconds': seconds,
+      'steps_per_sec': 1 / seconds,
       'samples_per_sec': config.train.batch_size / seconds,
-      **roofline(flops, seconds, args.matmul_dtype),
-      'fk_fwd_bwd_seconds_3x_batch': fk_time, 'fk_share_of_step': fk_time / seconds,
+      **roofline(flops, seconds, args.matmul_dtype), 'fk_fwd_bwd_seconds_3x_batch': fk_time,
+      'fk_share_of_step': fk_time / seconds,
       'speedup_vs_original_pytorch_cpu_23s': 23.0 / seconds if args.preset == 'ntu' else None,
   })
 

@@ -11,31 +11,31 @@ def get_config():
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = ''              # 'synthetic', or the name of a converted dataset
-  c.data.path = ''              # converted dataset directory (see data_prep/)
-  c.data.seed = 0               # synthetic data only
+  c.data.name = ''  # 'synthetic', or the name of a converted dataset
+  c.data.path = ''  # converted dataset directory (see data_prep/)
+  c.data.seed = 0  # synthetic data only
   c.data.synthetic_train_size = 512
   c.data.synthetic_test_size = 128
   c.data.synthetic_min_frames = 50
   c.data.synthetic_max_frames = 80
-  c.data.num_frames = 60        # window length
+  c.data.num_frames = 60  # window length
   c.data.crop = 'random'
-  c.data.swap_prob = 0.0        # >0: the paper's 'Random' actor/reactor ablation (Table 8)
+  c.data.swap_prob = 0.0  # >0: the paper's 'Random' actor/reactor ablation (Table 8)
   c.data.num_threads = 2
   c.data.prefetch = 4
   c.data.fps = 30
 
   c.model = ml_collections.ConfigDict()
-  c.model.arch = 'online'       # 'online' (causal decoder, the paper's) or 'offline' (Table 9)
+  c.model.arch = 'online'  # 'online' (causal decoder, the paper's) or 'offline' (Table 9)
   c.model.num_layers = 8
   c.model.latent_dim = 512
   c.model.ff_size = 1024
   c.model.num_heads = 4
   c.model.dropout = 0.1
-  c.model.fusion = 'concat'     # or 'add' (ablation)
+  c.model.fusion = 'concat'  # or 'add' (ablation)
   c.model.cond_mode = 'no_cond'  # 'no_cond' (unconstrained, the paper's main setting) or 'action'
-  c.model.cond_mask_prob = 0.0   # >0 with cond_mode='action' enables classifier-free guidance
-  c.model.dtype = 'float32'      # 'bfloat16' for faster steps on TPU/GPU
+  c.model.cond_mask_prob = 0.0  # >0 with cond_mode='action' enables classifier-free guidance
+  c.model.dtype = 'float32'  # 'bfloat16' for faster steps on TPU/GPU
   # Operands of the Transformer layers' matrix multiplies in training (accumulation is always
   # float32): 'bfloat16' runs them ~2x faster on CPUs with AVX512-BF16, as TPUs do for float32.
   c.model.matmul_dtype = 'float32'
@@ -63,31 +63,31 @@ def get_config():
   c.losses.normalization = 'code'  # 'code' (/T^2, as released) or 'paper' (/T)
 
   c.body = ml_collections.ConfigDict()
-  c.body.smplx_model_path = ''   # SMPLX_NEUTRAL.npz; empty: the built-in skeleton
+  c.body.smplx_model_path = ''  # SMPLX_NEUTRAL.npz; empty: the built-in skeleton
   c.body.betas = ()
 
   c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 64        # global, over all devices and hosts
+  c.train.batch_size = 64  # global, over all devices and hosts
   c.train.num_steps = 500_000
   c.train.learning_rate = 1e-4
-  c.train.lr_schedule = 'constant'   # 'constant' (the paper's) or 'cosine' (warm-up, then decay)
-  c.train.warmup_steps = 0           # 'cosine': linear warm-up steps
-  c.train.final_lr_fraction = 0.0    # 'cosine': learning rate at num_steps, as a fraction of the peak
+  c.train.lr_schedule = 'constant'  # 'constant' (the paper's) or 'cosine' (warm-up, then decay)
+  c.train.warmup_steps = 0  # 'cosine': linear warm-up steps
+  c.train.final_lr_fraction = 0.0  # 'cosine': learning rate at num_steps, as a fraction of the peak
   c.train.weight_decay = 0.0
-  c.train.grad_clip = 0.0        # 0: off, as the paper
-  c.train.ema_decay = 0.0        # 0: no EMA, as the paper; >0: sampling and eval use the average
-  c.train.ema_warmup = True      # decay min(ema_decay, (1+step)/(10+step)): useful from early on
+  c.train.grad_clip = 0.0  # 0: off, as the paper
+  c.train.ema_decay = 0.0  # 0: no EMA, as the paper; >0: sampling and eval use the average
+  c.train.ema_warmup = True  # decay min(ema_decay, (1+step)/(10+step)): useful from early on
   c.train.log_every = 1000
   # Every N steps (and at the end) score test reactions: per-class interaction metrics, and FID /
   # accuracy once a recognizer is trained (--mode=train_recognizer). 0: off.
   c.train.eval_every = 0
   c.train.checkpoint_every = 10_000
   c.train.keep_checkpoints = 3
-  c.train.model_parallel = 1     # size of the 'model' mesh axis (>1 splits wide kernels)
+  c.train.model_parallel = 1  # size of the 'model' mesh axis (>1 splits wide kernels)
 
   c.sample = ml_collections.ConfigDict()
   c.sample.respacing = 'ddim5'
-  c.sample.method = 'ddim'       # 'ddim' (eta=0) or 'ddpm' (ancestral, what the original's eval ran)
+  c.sample.method = 'ddim'  # 'ddim' (eta=0) or 'ddpm' (ancestral, what the original's eval ran)
   c.sample.eta = 0.0
   c.sample.guidance_scale = 2.5  # used only with cond_mode='action' and cond_mask_prob > 0
   # The same for sampling, streaming and evaluation: 'bfloat16' samples ~1.6x faster on CPUs with
@@ -98,35 +98,35 @@ def get_config():
   # channels) before they are saved or scored. False: raw network output, as the released code
   # feeds its evaluator.
   c.sample.orthonormalize = False
-  c.sample.chunk_size = 0         # reactions per denoiser pass; 0: 16 on CPU (cache-sized), all on TPU/GPU
-  c.sample.num_render = 4        # reactions rendered to GIF after training
+  c.sample.chunk_size = 0  # reactions per denoiser pass; 0: 16 on CPU (cache-sized), all on TPU/GPU
+  c.sample.num_render = 4  # reactions rendered to GIF after training
   c.sample.batch_size = 64
-  c.sample.num_samples = 256     # test actors sampled by --mode=sample
-  c.sample.num_repetitions = 1   # reactions per actor in --mode=sample (K > 1: [N, K, T, 56, 6])
+  c.sample.num_samples = 256  # test actors sampled by --mode=sample
+  c.sample.num_repetitions = 1  # reactions per actor in --mode=sample (K > 1: [N, K, T, 56, 6])
 
   c.recognizer = ml_collections.ConfigDict()  # the ST-GCN evaluator (--mode=train_recognizer)
   c.recognizer.batch_size = 64
-  c.recognizer.width = 1.0       # channel multiplier of the ST-GCN (1.0: the paper's evaluator)
+  c.recognizer.width = 1.0  # channel multiplier of the ST-GCN (1.0: the paper's evaluator)
   c.recognizer.num_steps = 20_000
   c.recognizer.learning_rate = 1e-4
   c.recognizer.weight_decay = 0.0
 
   c.eval = ml_collections.ConfigDict()  # --mode=eval, the paper's protocol
-  c.eval.recognizer_dir = ''     # default: <workdir>/recognizer
+  c.eval.recognizer_dir = ''  # default: <workdir>/recognizer
   c.eval.num_seeds = 20
-  c.eval.num_samples = 1000      # actors per split and seed
+  c.eval.num_samples = 1000  # actors per split and seed
   # True: score as many sequences as the released code's batching does (Chi3D test: 40 of 74,
   # train: 232; NTU unchanged). False: min(num_samples, split size).
   c.eval.original_sample_counts = False
   c.eval.batch_size = 64
   c.eval.respacing = 'ddim5'
-  c.eval.method = 'ddpm'         # what the original's evaluation ran (5 ancestral steps on ddim5)
+  c.eval.method = 'ddpm'  # what the original's evaluation ran (5 ancestral steps on ddim5)
   c.eval.diversity_pairs = 200
   c.eval.multimodality_pairs = 20
   c.eval.kid_subsets = 100
   c.eval.kid_subset_size = 1000
 
   c.stream = ml_collections.ConfigDict()
-  c.stream.batch_size = 1        # simultaneous streams in --mode=stream
-  c.stream.max_frames = 300      # KV-cache length: the longest stream
+  c.stream.batch_size = 1  # simultaneous streams in --mode=stream
+  c.stream.max_frames = 300  # KV-cache length: the longest stream
   return c

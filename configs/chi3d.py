@@ -10,8 +10,8 @@ from configs import base
 def get_config():
   c = base.get_config()
   c.data.name = 'chi3d'
-  c.data.num_frames = 150         # Chi3D needs 150 (the original's issue #4)
+  c.data.num_frames = 150  # Chi3D needs 150 (the original's issue #4)
   c.data.fps = 50
   c.losses.fc_threshold = 0.01
-  c.train.batch_size = 16         # the paper's Chi3D batch
+  c.train.batch_size = 16  # the paper's Chi3D batch
   return c

@@ -10,7 +10,7 @@ from configs import base
 def get_config():
   c = base.get_config()
   c.data.name = 'ntu120'
-  c.data.num_frames = 60          # 2 s at 30 fps
+  c.data.num_frames = 60  # 2 s at 30 fps
   c.data.fps = 30
   c.losses.fc_threshold = 0.03
   c.train.batch_size = 64

@@ -19,7 +19,7 @@ def get_config():
   c.train.learning_rate = 5e-4  # a small model on a short budget tolerates a larger step
   c.train.log_every = 50
   c.train.checkpoint_every = 500
-  c.recognizer.width = 0.25      # a slim evaluator: ~1/16 of the paper's cost on a CPU
+  c.recognizer.width = 0.25  # a slim evaluator: ~1/16 of the paper's cost on a CPU
   c.recognizer.batch_size = 16
   c.recognizer.num_steps = 300
   c.recognizer.learning_rate = 1e-3

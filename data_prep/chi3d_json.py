@@ -20,16 +20,25 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from data_prep import common
-from data_prep.common import errors.DataError
 from regennet_jax.data import classes
 from regennet_jax import errors
 
 # field -> (first joint row, number of joints); rows follow the SMPL-X joint order.
-FIELDS = {'global_orient': (0, 1), 'body_pose': (1, 21), 'jaw_pose': (22, 1), 'leye_pose': (23, 1),
-          'reye_pose': (24, 1), 'left_hand_pose': (25, 15), 'right_hand_pose': (40, 15)}
+FIELDS = {
+    'global_orient': (0, 1),
+    'body_pose': (1, 21),
+    'jaw_pose': (22, 1),
+    'leye_pose': (23, 1),
+    'reye_pose': (24, 1),
+    'left_hand_pose': (25, 15),
+    'right_hand_pose': (40, 15)
+}
 REQUIRED = ('transl', 'global_orient', 'body_pose')
-UP_AXES = {'y': np.eye(3), 'z': np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]),
-           '-y': np.diag([1.0, -1.0, -1.0])}
+UP_AXES = {
+    'y': np.eye(3),
+    'z': np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]),
+    '-y': np.diag([1.0, -1.0, -1.0])
+}
 
 
 def _field(data, path, key, frames=None, joints=None):
@@ -46,7 +55,7 @@ def _field(data, path, key, frames=None, joints=None):
     expected = f'[2, T, {joints}, 3, 3] (or [2, T, {joints}, 3] axis-angle)'
   if not ok or (frames is not None and arr.shape[1] != frames):
     raise errors.DataError(f'{path}: field {key!r} has shape {list(arr.shape)}, expected '
-                             f'{expected}' + (f' with T={frames}' if frames else '') + '.')
+                           f'{expected}' + (f' with T={frames}' if frames else '') + '.')
   if not np.all(np.isfinite(arr)):
     raise errors.DataError(f'{path}: field {key!r} contains NaN/Inf.')
   return arr
@@ -90,7 +99,7 @@ def action_of(path):
   lookup = {n.lower(): i for i, n in enumerate(classes.CHI3D_NAMES)}
   if action.lower() not in lookup:
     raise errors.DataError(f'{path}: action {action!r} from the file name is not one of '
-                             f'{classes.CHI3D_NAMES}.')
+                           f'{classes.CHI3D_NAMES}.')
   return lookup[action.lower()]
 
 
@@ -101,12 +110,16 @@ def sequence_name(path):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument('--root', required=True, help='CHI3D folder (searched for */smplx/*.json)')
   parser.add_argument('--test_fraction', type=float, default=0.2)
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--order', help='JSON {"<subject>/<Action n>": 0|1}, 1 = person 1 is the actor')
-  parser.add_argument('--up_axis', choices=sorted(UP_AXES), default='y',
+  parser.add_argument('--order',
+                      help='JSON {"<subject>/<Action n>": 0|1}, 1 = person 1 is the actor')
+  parser.add_argument('--up_axis',
+                      choices=sorted(UP_AXES),
+                      default='y',
                       help="the source's up axis; output is y-up")
   common.add_common_flags(parser)
   args = parser.parse_args(argv)
@@ -132,11 +145,22 @@ def main(argv=None):
         yield e
         continue
       a = int(order.get(name, 0))
-      yield ('test' if i in test else 'train'), {'actor': both[a], 'reactor': both[1 - a],
-                                                 'label': label, 'name': name}
+      yield ('test' if i in test else 'train'), {
+          'actor': both[a],
+          'reactor': both[1 - a],
+          'label': label,
+          'name': name
+      }
 
-  return common.convert(args.out, 'chi3d', classes.CHI3D_NAMES, 50, args.root, items(),
-                        total=len(paths), overwrite=args.overwrite, skip_bad=args.skip_bad)
+  return common.convert(args.out,
+                        'chi3d',
+                        classes.CHI3D_NAMES,
+                        50,
+                        args.root,
+                        items(),
+                        total=len(paths),
+                        overwrite=args.overwrite,
+                        skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

@@ -17,7 +17,14 @@ class Skip:
   reason: str
 
 
-def convert(out, name, class_names, fps, source, items, total=None, overwrite=False,
+def convert(out,
+            name,
+            class_names,
+            fps,
+            source,
+            items,
+            total=None,
+            overwrite=False,
             skip_bad=False):
   """Writes (split, sample | Skip) items to a dataset at `out`; returns a summary dict.
 
@@ -55,16 +62,17 @@ def read_order_label(directory, sample_name):
         first = f.readline().strip()
       if first not in ('0', '1'):
         raise errors.DataError(f"{path}: first line must be 0 (keep) or 1 (swap actor/reactor), "
-                                 f'got {first!r}.')
+                               f'got {first!r}.')
       return first == '1'
   raise errors.DataError(f'{directory}: no order label for {sample_name} '
-                           f'(expected {sample_name}.mp4.txt).')
+                         f'(expected {sample_name}.mp4.txt).')
 
 
 def add_common_flags(parser):
   parser.add_argument('--out', required=True, help='output dataset directory')
   parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
-  parser.add_argument('--skip_bad', action='store_true',
+  parser.add_argument('--skip_bad',
+                      action='store_true',
                       help='skip malformed files (listed in skipped.txt) instead of stopping')
 
 

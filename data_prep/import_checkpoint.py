@@ -42,7 +42,7 @@ def read_state_dict(path):
     import torch
   except ImportError:
     raise errors.DataError('reading a PyTorch checkpoint needs torch: '
-                                    'pip install torch==2.13.0') from None
+                           'pip install torch==2.13.0') from None
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pickle / zip errors from truncated or foreign files
@@ -55,7 +55,8 @@ def read_state_dict(path):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument('--checkpoint', help='ReGenNet model*.pt')
   parser.add_argument('--recognizer', help='ST-GCN evaluator checkpoint_*.pth.tar')
   parser.add_argument('--config', required=True, help='config file the model will be used with')
@@ -85,10 +86,14 @@ def import_recognizer(path, config, workdir):
   directory = os.path.join(os.path.abspath(workdir), 'recognizer')
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(directory, 'variables'),
-                    jax.tree_util.tree_map(jnp.asarray, variables), force=True)
+                    jax.tree_util.tree_map(jnp.asarray, variables),
+                    force=True)
   checkpointer.wait_until_finished()
-  info = {**info, 'num_frames': config.data.num_frames, 'dataset': config.data.name,
-          'source': os.path.abspath(path)}
+  info = {
+      **info, 'num_frames': config.data.num_frames,
+      'dataset': config.data.name,
+      'source': os.path.abspath(path)
+  }
   with open(os.path.join(directory, 'recognizer.json'), 'w') as f:
     json.dump(info, f, indent=2)
   return info
@@ -101,9 +106,12 @@ def import_model(checkpoint, config, workdir):
     raise errors.DataError(f'{checkpoint}: {e}') from None
   overrides = {}
   # The released models see the world frame and the actor's rotations only (model.py).
-  implied = {**{k: arch[k] for k in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads',
-                                     'fusion', 'cond_mode')},
-             'actor_frame': False, 'actor_positions': False}
+  implied = {
+      **{
+          k: arch[k] for k in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode')
+      }, 'actor_frame': False,
+      'actor_positions': False
+  }
   for key, value in implied.items():
     if config.model[key] != value:
       overrides[f'--config.model.{key}'] = value
@@ -118,7 +126,7 @@ def import_model(checkpoint, config, workdir):
   got = jax.tree_util.tree_map(np.shape, params)
   if shapes != got:
     raise errors.DataError(f'{checkpoint}: imported parameters do not fit the model '
-                                    'built from the config (different tree or shapes).')
+                           'built from the config (different tree or shapes).')
   state = state.replace(step=jnp.asarray(step, jnp.int32),
                         params=jax.tree_util.tree_map(jnp.asarray, params),
                         opt_state=tx.init(params),
@@ -129,8 +137,11 @@ def import_model(checkpoint, config, workdir):
   checkpoints.save(manager, state, {})
   manager.wait_until_finished()
   manager.close()
-  return {'step': step, 'architecture': arch,
-          'run_py_overrides': ' '.join(f'{k}={v}' for k, v in overrides.items())}
+  return {
+      'step': step,
+      'architecture': arch,
+      'run_py_overrides': ' '.join(f'{k}={v}' for k, v in overrides.items())
+  }
 
 
 if __name__ == '__main__':

@@ -17,7 +17,6 @@ import os
 import numpy as np
 
 from data_prep import common
-from data_prep.common import errors.DataError
 from regennet_jax.body import skeleton
 from regennet_jax.data import classes
 from regennet_jax.data import retarget
@@ -33,7 +32,8 @@ def _read_list(path):
 
 
 def _split_file(root, split):
-  for candidate in (os.path.join(root, 'split', f'{split}.txt'), os.path.join(root, f'{split}.txt')):
+  for candidate in (os.path.join(root, 'split', f'{split}.txt'), os.path.join(root,
+                                                                              f'{split}.txt')):
     if os.path.exists(candidate):
       return candidate
   return None
@@ -46,7 +46,7 @@ def read_person(path):
     raise errors.DataError(f'{path}: not a readable .npy file ({e}).') from None
   if arr.ndim != 2 or arr.shape[1] < MIN_COLUMNS or arr.shape[0] < 1:
     raise errors.DataError(f'{path}: array has shape {list(arr.shape)}, expected [T, 492] '
-                             f'(at least {MIN_COLUMNS} columns of joint positions).')
+                           f'(at least {MIN_COLUMNS} columns of joint positions).')
   positions = arr[:, :MIN_COLUMNS].astype(np.float64).reshape(-1, 22, 3)
   if not np.all(np.isfinite(positions)):
     frame = int(np.argwhere(~np.isfinite(positions))[0, 0])
@@ -68,7 +68,7 @@ def to_sample(root, motion_id, rest, person2_is_actor=False):
     people.append(retarget.positions_to_rotations(positions, known, rest))
   if len(people[0]) != len(people[1]):
     raise errors.DataError(f'{root}/motions_processed: {motion_id} has {len(people[0])} frames '
-                             f'for person1 but {len(people[1])} for person2.')
+                           f'for person1 but {len(people[1])} for person2.')
   text = ''
   annot = os.path.join(root, 'annots', f'{motion_id}.txt')
   if os.path.exists(annot):
@@ -79,13 +79,15 @@ def to_sample(root, motion_id, rest, person2_is_actor=False):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument('--root', required=True)
   parser.add_argument('--order', help='file of motion ids whose person2 is the actor')
   common.add_common_flags(parser)
   args = parser.parse_args(argv)
   if not os.path.isdir(os.path.join(args.root, 'motions_processed')):
-    raise errors.MissingFileError(f'{args.root}: no motions_processed/ folder (the InterHuman layout).')
+    raise errors.MissingFileError(
+        f'{args.root}: no motions_processed/ folder (the InterHuman layout).')
   ignore = set()
   if os.path.exists(os.path.join(args.root, 'ignore_list.txt')):
     ignore = set(_read_list(os.path.join(args.root, 'ignore_list.txt')))
@@ -106,8 +108,15 @@ def main(argv=None):
       except errors.DataError as e:
         yield e
 
-  return common.convert(args.out, 'interhuman', classes.INTERHUMAN_NAMES, 30, args.root, items(),
-                        total=len(wanted), overwrite=args.overwrite, skip_bad=args.skip_bad)
+  return common.convert(args.out,
+                        'interhuman',
+                        classes.INTERHUMAN_NAMES,
+                        30,
+                        args.root,
+                        items(),
+                        total=len(wanted),
+                        overwrite=args.overwrite,
+                        skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,8 @@ from regennet_jax.data import synthetic
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument('--train_size', type=int, default=512)
   parser.add_argument('--test_size', type=int, default=128)
   parser.add_argument('--seed', type=int, default=0)
@@ -29,9 +30,14 @@ def main(argv=None):
     for i in range(args.test_size):
       yield 'test', synthetic.generate_sample(args.seed + 1_000_003, i, **kwargs)
 
-  return common.convert(args.out, 'synthetic', synthetic.ACTIONS, synthetic.FPS,
-                        f'synthetic seed {args.seed}', items(),
-                        total=args.train_size + args.test_size, overwrite=args.overwrite)
+  return common.convert(args.out,
+                        'synthetic',
+                        synthetic.ACTIONS,
+                        synthetic.FPS,
+                        f'synthetic seed {args.seed}',
+                        items(),
+                        total=args.train_size + args.test_size,
+                        overwrite=args.overwrite)
 
 
 if __name__ == '__main__':

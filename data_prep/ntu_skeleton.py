@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from data_prep import common
-from data_prep.common import errors.DataError, Skip
+from data_prep.common import Skip
 from regennet_jax.body import skeleton
 from regennet_jax.data import classes
 from regennet_jax.data import retarget
@@ -28,8 +28,29 @@ from regennet_jax import errors
 NAME_RE = re.compile(r'S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})')
 # Kinect v2 joint -> SMPL-X joint. SpineBase->pelvis, SpineMid->spine2, SpineShoulder->spine3,
 # HandLeft/Right -> the middle-finger knuckle (aims the wrist).
-KINECT_TO_SMPLX = {0: 0, 1: 6, 20: 9, 2: 12, 3: 15, 4: 16, 5: 18, 6: 20, 7: 28, 8: 17, 9: 19, 10: 21,
-                   11: 43, 12: 1, 13: 4, 14: 7, 15: 10, 16: 2, 17: 5, 18: 8, 19: 11}
+KINECT_TO_SMPLX = {
+    0: 0,
+    1: 6,
+    20: 9,
+    2: 12,
+    3: 15,
+    4: 16,
+    5: 18,
+    6: 20,
+    7: 28,
+    8: 17,
+    9: 19,
+    10: 21,
+    11: 43,
+    12: 1,
+    13: 4,
+    14: 7,
+    15: 10,
+    16: 2,
+    17: 5,
+    18: 8,
+    19: 11
+}
 _BODY_INFO_VALUES = 10
 _JOINT_VALUES = 12
 
@@ -48,7 +69,7 @@ def parse_skeleton(path):
     pos += 1
     if len(values) != expected:
       raise errors.DataError(f'{path}: line {pos}: {what} has {len(values)} values, '
-                               f'expected {expected}.')
+                             f'expected {expected}.')
     return values
 
   def number(text, what, cast=float):
@@ -66,9 +87,11 @@ def parse_skeleton(path):
       num_joints = number(take(1, f'frame {frame} body {b} joint count')[0], 'the joint count', int)
       if num_joints != 25:
         raise errors.DataError(f'{path}: line {pos}: frame {frame} body {b} has {num_joints} '
-                                 'joints, expected 25 (Kinect v2).')
-      joints = np.array([[number(v, f'frame {frame} joint {j} coordinate')
-                          for v in take(_JOINT_VALUES, f'frame {frame} body {b} joint {j}')[:3]]
+                               'joints, expected 25 (Kinect v2).')
+      joints = np.array([[
+          number(v, f'frame {frame} joint {j} coordinate')
+          for v in take(_JOINT_VALUES, f'frame {frame} body {b} joint {j}')[:3]
+      ]
                          for j in range(25)])
       if not np.all(np.isfinite(joints)):
         raise errors.DataError(f'{path}: frame {frame} body {b}: joint coordinates are NaN/Inf.')
@@ -82,7 +105,8 @@ def _fill(frames, joints, num_frames):
   """[num_frames, 25, 3], copying each untracked frame from its nearest tracked one."""
   idx = np.searchsorted(frames, np.arange(num_frames)).clip(0, len(frames) - 1)
   prev = (idx - 1).clip(0)
-  use_prev = np.abs(frames[prev] - np.arange(num_frames)) < np.abs(frames[idx] - np.arange(num_frames))
+  use_prev = np.abs(frames[prev] - np.arange(num_frames)) < np.abs(frames[idx] -
+                                                                   np.arange(num_frames))
   return joints[np.where(use_prev, prev, idx)]
 
 
@@ -117,9 +141,12 @@ def read_missing(paths):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument('--skeletons', required=True, help='folder of *.skeleton files')
-  parser.add_argument('--missing', action='append', default=[],
+  parser.add_argument('--missing',
+                      action='append',
+                      default=[],
                       help='official missing-skeleton list (repeatable)')
   parser.add_argument('--cameras', default='1', help='comma-separated camera ids to keep')
   parser.add_argument('--order_labels', help='directory of <name>.mp4.txt actor/reactor labels')
@@ -150,8 +177,15 @@ def main(argv=None):
       except errors.DataError as e:
         yield e
 
-  return common.convert(args.out, 'ntu120_kinect', classes.NTU26_NAMES, 30, args.skeletons, items(),
-                        total=len(wanted), overwrite=args.overwrite, skip_bad=args.skip_bad)
+  return common.convert(args.out,
+                        'ntu120_kinect',
+                        classes.NTU26_NAMES,
+                        30,
+                        args.skeletons,
+                        items(),
+                        total=len(wanted),
+                        overwrite=args.overwrite,
+                        skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

@@ -17,14 +17,10 @@ import h5py
 import numpy as np
 
 from data_prep import common
-from data_prep.common import errors.DataError
 from regennet_jax.data import classes
 from regennet_jax import errors
 
-DATASETS = {
-    'ntu120': (classes.NTU26_NAMES, 30),
-    'chi3d': (classes.CHI3D_NAMES, 50),
-}
+DATASETS = {'ntu120': (classes.NTU26_NAMES, 30), 'chi3d': (classes.CHI3D_NAMES, 50),}
 
 
 def label_from_key(dataset, key):
@@ -37,7 +33,7 @@ def label_from_key(dataset, key):
     label = int(tail) if tail.isdigit() else -1
   if not 0 <= label < len(DATASETS[dataset][0]):
     raise errors.DataError(f'key {key!r}: cannot read a {dataset} action label from it '
-                             f"(expected {'...A001..A026' if dataset == 'ntu120' else '..._0.._7'}).")
+                           f"(expected {'...A001..A026' if dataset == 'ntu120' else '..._0.._7'}).")
   return label
 
 
@@ -57,7 +53,7 @@ def read_h5(path, dataset, order_labels=None):
         continue
       if arr.ndim != 3 or arr.shape[1:] != (56, 6) or arr.shape[0] < 1:
         yield errors.DataError(f'{where} has shape {arr.shape}, expected [T, 56, 6] '
-                                 '(55 axis-angle joints + translation row, actor 0:3 | reactor 3:6).')
+                               '(55 axis-angle joints + translation row, actor 0:3 | reactor 3:6).')
         continue
       if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
@@ -81,7 +77,8 @@ def test_path_for(train_path):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument('--dataset', choices=sorted(DATASETS), required=True)
   parser.add_argument('--train', required=True, help='train HDF5 file')
   parser.add_argument('--test', help="test HDF5 file (default: --train with 'train' -> 'test')")
@@ -99,8 +96,14 @@ def main(argv=None):
         yield sample if isinstance(sample, Exception) else (split, sample)
 
   names, fps = DATASETS[args.dataset]
-  return common.convert(args.out, args.dataset, names, fps, f'{args.train} + {test}', items(),
-                        overwrite=args.overwrite, skip_bad=args.skip_bad)
+  return common.convert(args.out,
+                        args.dataset,
+                        names,
+                        fps,
+                        f'{args.train} + {test}',
+                        items(),
+                        overwrite=args.overwrite,
+                        skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

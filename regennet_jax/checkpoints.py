@@ -23,8 +23,8 @@ RUN_DEFINING = {'model': None, 'diffusion': None, 'data': ('num_frames',)}
 # other values (e.g. continue a float32 run with bfloat16 matmuls).
 ARITHMETIC_ONLY_MODEL_KEYS = ('dtype', 'matmul_dtype')
 
-
 # ----------------------------------------------------------------------------- config.json
+
 
 def read_run_config(workdir):
   """The dict in <workdir>/config.json, or None if there is none."""
@@ -88,8 +88,10 @@ def adopt_run_config(workdir, config, overridden=()):
 
 # ----------------------------------------------------------------------------- checkpoints
 
+
 def make_manager(workdir, keep=3, read_only=False):
-  options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=not read_only,
+  options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep),
+                                         create=not read_only,
                                          enable_async_checkpointing=not read_only)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                options=options)
@@ -97,8 +99,9 @@ def make_manager(workdir, keep=3, read_only=False):
 
 def save(manager, state, data_state):
   """Starts an (asynchronous) save of the state and the input position at state.step."""
-  manager.save(int(state.step), args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+  manager.save(int(state.step),
+               args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                       data=ocp.args.JsonSave(data_state)))
 
 
 def _short(exception):
@@ -110,12 +113,13 @@ def _short(exception):
 def restore(manager, step, abstract_state, shardings):
   """(state, data iterator state) of checkpoint `step`; errors.RunError if it cannot be read
   into this state's structure."""
-  target = jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings)
+  target = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                  abstract_state, shardings)
   path = os.path.join(manager.directory, str(step))
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+    restored = manager.restore(step,
+                               args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                       data=ocp.args.JsonRestore()))
   except Exception as e:  # orbax raises many types for truncated/mismatched trees
     raise errors.RunError(
         f'checkpoint {path} cannot be restored into this run ({_short(e)}). It is damaged or was '

@@ -23,9 +23,11 @@ def betas_for(kind, num_timesteps):
     scale = 1000 / num_timesteps
     return np.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=np.float64)
   if kind == 'cosine':
-    alpha_bar = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
-    return np.array([min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), 0.999)
-                     for i in range(num_timesteps)], np.float64)
+    alpha_bar = lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2)**2
+    return np.array([
+        min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), 0.999)
+        for i in range(num_timesteps)
+    ], np.float64)
   raise errors.ConfigError(f"diffusion.noise_schedule must be 'cosine' or 'linear', got {kind!r}")
 
 
@@ -48,15 +50,17 @@ def space_timesteps(num_timesteps, respacing):
   try:
     counts = [int(c) for c in respacing.split(',')]
   except ValueError:
-    raise errors.ConfigError(f"timestep respacing {respacing!r}: expected '', 'ddimN' or comma-separated "
-                             'step counts like "10" or "10,20,30"') from None
+    raise errors.ConfigError(
+        f"timestep respacing {respacing!r}: expected '', 'ddimN' or comma-separated "
+        'step counts like "10" or "10,20,30"') from None
   size_per, extra = divmod(num_timesteps, len(counts))
   start, steps = 0, []
   for i, count in enumerate(counts):
     size = size_per + (1 if i < extra else 0)
     if size < count or count < 1:
-      raise errors.ConfigError(f'timestep respacing {respacing!r}: cannot take {count} steps from a '
-                               f'section of {size}')
+      raise errors.ConfigError(
+          f'timestep respacing {respacing!r}: cannot take {count} steps from a '
+          f'section of {size}')
     stride = 1 if count <= 1 else (size - 1) / (count - 1)
     steps += [start + round(stride * k) for k in range(count)]
     start += size
@@ -101,16 +105,16 @@ def make_schedule(kind='cosine', num_timesteps=1000, respacing=''):
   post_log_var = np.log(np.append(post_var[1], post_var[1:])) if len(betas) > 1 else np.log(
       np.maximum(post_var, 1e-20))
   f32 = lambda a: jnp.asarray(a, jnp.float32)
-  return Schedule(
-      betas=f32(betas),
-      alphas_cumprod=f32(cumprod),
-      alphas_cumprod_prev=f32(cumprod_prev),
-      posterior_variance=f32(post_var),
-      posterior_log_variance_clipped=f32(post_log_var),
-      posterior_mean_coef1=f32(betas * np.sqrt(cumprod_prev) / (1.0 - cumprod)),
-      posterior_mean_coef2=f32((1.0 - cumprod_prev) * np.sqrt(alphas) / (1.0 - cumprod)),
-      timestep_map=jnp.asarray(kept, jnp.int32),
-  )
+  return Schedule(betas=f32(betas),
+                  alphas_cumprod=f32(cumprod),
+                  alphas_cumprod_prev=f32(cumprod_prev),
+                  posterior_variance=f32(post_var),
+                  posterior_log_variance_clipped=f32(post_log_var),
+                  posterior_mean_coef1=f32(betas * np.sqrt(cumprod_prev) / (1.0 - cumprod)),
+                  posterior_mean_coef2=f32(
+                      (1.0 - cumprod_prev) * np.sqrt(alphas) / (1.0 - cumprod)),
+                  timestep_map=jnp.asarray(kept, jnp.int32),
+                 )
 
 
 def _per_sample(v, like):
@@ -133,8 +137,8 @@ def q_posterior(schedule, x0, x_t, t):
   """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x0)."""
   mean = (_at(schedule.posterior_mean_coef1, t, x_t) * x0 +
           _at(schedule.posterior_mean_coef2, t, x_t) * x_t)
-  return (mean, _at(schedule.posterior_variance, t, x_t),
-          _at(schedule.posterior_log_variance_clipped, t, x_t))
+  return (mean, _at(schedule.posterior_variance, t,
+                    x_t), _at(schedule.posterior_log_variance_clipped, t, x_t))
 
 
 def ddpm_step(schedule, x0_pred, x_t, t, noise):
@@ -155,7 +159,7 @@ def ddim_step(schedule, x0_pred, x_t, t, noise, eta=0.0):
   abar = _at(schedule.alphas_cumprod, t, x_t)
   abar_prev = _at(schedule.alphas_cumprod_prev, t, x_t)
   sigma = eta * jnp.sqrt((1 - abar_prev) / (1 - abar)) * jnp.sqrt(1 - abar / abar_prev)
-  mean = x0_pred * jnp.sqrt(abar_prev) + jnp.sqrt(1 - abar_prev - sigma ** 2) * eps
+  mean = x0_pred * jnp.sqrt(abar_prev) + jnp.sqrt(1 - abar_prev - sigma**2) * eps
   nonzero = _per_sample((t > 0).astype(x_t.dtype), x_t)
   return mean + nonzero * sigma * noise
 
@@ -207,10 +211,16 @@ def classifier_free_guidance(paired_fn, scale):
     out = paired_fn(x_t, t)
     cond, unc = out[:b], out[b:]
     return unc + _per_sample(jnp.asarray(scale, out.dtype), out) * (cond - unc)
+
   return denoise_fn
 
 
-def sample_loop(denoise_fn: Callable, schedule: Schedule, shape, key, method='ddim', eta=0.0,
+def sample_loop(denoise_fn: Callable,
+                schedule: Schedule,
+                shape,
+                key,
+                method='ddim',
+                eta=0.0,
                 x_init=None):
   """Runs the reverse chain from x_T ~ N(0, I) to x_0 with `lax.scan`.
 

@@ -42,9 +42,16 @@ def make_model(config, num_actions, for_sampling=False):
   if matmul_dtype not in MATMUL_DTYPES:
     raise errors.ConfigError(f'{field} must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}')
   rest = tuple(map(tuple, make_rest_joints(config).tolist())) if m.actor_positions else None
-  return Denoiser(arch=m.arch, num_layers=m.num_layers, latent_dim=m.latent_dim, ff_size=m.ff_size,
-                  num_heads=m.num_heads, dropout=m.dropout, fusion=m.fusion, cond_mode=m.cond_mode,
-                  num_actions=max(1, num_actions), cond_mask_prob=m.cond_mask_prob,
+  return Denoiser(arch=m.arch,
+                  num_layers=m.num_layers,
+                  latent_dim=m.latent_dim,
+                  ff_size=m.ff_size,
+                  num_heads=m.num_heads,
+                  dropout=m.dropout,
+                  fusion=m.fusion,
+                  cond_mode=m.cond_mode,
+                  num_actions=max(1, num_actions),
+                  cond_mask_prob=m.cond_mask_prob,
                   dtype=jnp.dtype(m.dtype),
                   matmul_dtype=None if matmul_dtype == 'float32' else matmul_dtype,
                   actor_positions_rest=rest)
@@ -63,8 +70,12 @@ def make_sampler(config, num_actions, respacing=None, method=None):
   respacing = s.respacing if respacing is None else respacing
   method = s.method if method is None else method
   return sample.make_sampler(make_model(config, num_actions, for_sampling=True),
-                             make_schedule(config, respacing), method, s.eta, s.guidance_scale,
-                             s.chunk_size, actor_frame=config.model.actor_frame,
+                             make_schedule(config, respacing),
+                             method,
+                             s.eta,
+                             s.guidance_scale,
+                             s.chunk_size,
+                             actor_frame=config.model.actor_frame,
                              orthonormalize=s.orthonormalize)
 
 
@@ -82,16 +93,22 @@ def learning_rate_schedule(config):
       return optax.constant_schedule(t.learning_rate)
     return optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
   if t.lr_schedule == 'cosine':
-    return optax.warmup_cosine_decay_schedule(
-        0.0, t.learning_rate, warmup_steps=t.warmup_steps, decay_steps=max(t.num_steps, 1),
-        end_value=t.learning_rate * t.final_lr_fraction)
-  raise errors.ConfigError(f'train.lr_schedule must be one of {LR_SCHEDULES}, got {t.lr_schedule!r}')
+    return optax.warmup_cosine_decay_schedule(0.0,
+                                              t.learning_rate,
+                                              warmup_steps=t.warmup_steps,
+                                              decay_steps=max(t.num_steps, 1),
+                                              end_value=t.learning_rate * t.final_lr_fraction)
+  raise errors.ConfigError(
+      f'train.lr_schedule must be one of {LR_SCHEDULES}, got {t.lr_schedule!r}')
 
 
 def make_optimizer(config):
   """AdamW (the paper's Adam when weight_decay is 0), optionally after global-norm clipping."""
   t = config.train
-  tx = optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.999, eps=1e-8,
+  tx = optax.adamw(learning_rate_schedule(config),
+                   b1=0.9,
+                   b2=0.999,
+                   eps=1e-8,
                    weight_decay=t.weight_decay)
   if t.grad_clip:
     tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), tx)
@@ -102,8 +119,12 @@ def dummy_batch(config, batch_size):
   """A batch of zeros with the pipeline's structure (data/pipeline.py), for shapes."""
   n = config.data.num_frames
   motion = np.zeros((batch_size, n, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS), np.float32)
-  return {'actor': motion, 'reactor': motion, 'mask': np.ones((batch_size, n), bool),
-          'label': np.zeros((batch_size,), np.int32)}
+  return {
+      'actor': motion,
+      'reactor': motion,
+      'mask': np.ones((batch_size, n), bool),
+      'label': np.zeros((batch_size,), np.int32)
+  }
 
 
 def make_train_state(config, model, tx, mesh, key):
@@ -114,8 +135,10 @@ def make_train_state(config, model, tx, mesh, key):
     params = model.init(key, batch['reactor'], jnp.zeros((1,), jnp.int32), batch['actor'],
                         batch['label'])['params']
     ema = params if config.train.ema_decay else {}
-    return train_step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                     opt_state=tx.init(params), ema_params=ema)
+    return train_step_lib.TrainState(step=jnp.zeros((), jnp.int32),
+                                     params=params,
+                                     opt_state=tx.init(params),
+                                     ema_params=ema)
 
   shardings = sharding.state_sharding(mesh, jax.eval_shape(init, key))
   return jax.jit(init, out_shardings=shardings)(key), shardings
@@ -144,8 +167,10 @@ def make_training(config, num_actions, devices=None, key=None):
                                         make_rest_joints(config), make_loss_weights(config),
                                         learning_rate_schedule(config))
   replicated = sharding.replicated(mesh)
-  step = jax.jit(step, in_shardings=(shardings, sharding.batch_sharding(mesh), replicated),
-                 out_shardings=(shardings, replicated), donate_argnums=(0,))
+  step = jax.jit(step,
+                 in_shardings=(shardings, sharding.batch_sharding(mesh), replicated),
+                 out_shardings=(shardings, replicated),
+                 donate_argnums=(0,))
   return Training(model, tx, mesh, state, shardings, step)
 
 

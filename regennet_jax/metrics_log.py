@@ -12,7 +12,6 @@ import os
 
 class MetricsLog:
   """Scalars to metrics.jsonl and TensorBoard (when enabled: the main process only)."""
-
   def __init__(self, workdir, enabled=True, resume_step=0):
     self.enabled = enabled
     self.tb = None

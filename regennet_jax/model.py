@@ -9,7 +9,6 @@ each frame is one token of width `latent_dim`. The network predicts the clean re
 - 'offline' (ablation): post-norm Transformer *encoder* over [memory token; frames], no mask.
 """
 
-
 import functools
 
 import flax.linen as nn
@@ -34,12 +33,20 @@ def matmul_with_operands_in(operand_dtype):
     return None
   operand_dtype = jnp.dtype(operand_dtype)
 
-  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,
+  def dot_general(lhs,
+                  rhs,
+                  dimension_numbers,
+                  precision=None,
+                  preferred_element_type=None,
                   **kwargs):
     del preferred_element_type  # always accumulate (and return) float32
-    return jax.lax.dot_general(lhs.astype(operand_dtype), rhs.astype(operand_dtype),
-                               dimension_numbers, precision=precision,
-                               preferred_element_type=jnp.float32, **kwargs)
+    return jax.lax.dot_general(lhs.astype(operand_dtype),
+                               rhs.astype(operand_dtype),
+                               dimension_numbers,
+                               precision=precision,
+                               preferred_element_type=jnp.float32,
+                               **kwargs)
+
   return dot_general
 
 
@@ -73,10 +80,16 @@ def _attention(num_heads, dropout, dtype, name, decode=False, matmul_dtype=None)
   # broadcast_dropout=False: PyTorch drops attention probabilities element-wise.
   dot = matmul_with_operands_in(matmul_dtype)
   einsum = None if dot is None else (lambda: functools.partial(jnp.einsum, _dot_general=dot))
-  return nn.MultiHeadDotProductAttention(
-      num_heads=num_heads, dropout_rate=dropout, broadcast_dropout=False, dtype=dtype, name=name,
-      decode=decode, qkv_dot_general=dot, out_dot_general=dot, qk_attn_weights_einsum_cls=einsum,
-      attn_weights_value_einsum_cls=einsum)
+  return nn.MultiHeadDotProductAttention(num_heads=num_heads,
+                                         dropout_rate=dropout,
+                                         broadcast_dropout=False,
+                                         dtype=dtype,
+                                         name=name,
+                                         decode=decode,
+                                         qkv_dot_general=dot,
+                                         out_dot_general=dot,
+                                         qk_attn_weights_einsum_cls=einsum,
+                                         attn_weights_value_einsum_cls=einsum)
 
 
 class SingleTokenCrossAttention(nn.Module):
@@ -100,8 +113,8 @@ class SingleTokenCrossAttention(nn.Module):
     width = h.shape[-1]
     head_dim = width // self.num_heads
     dot = matmul_with_operands_in(self.matmul_dtype)
-    dense = lambda name: nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype,
-                                         dot_general=dot, name=name)
+    dense = lambda name: nn.DenseGeneral(
+        (self.num_heads, head_dim), dtype=self.dtype, dot_general=dot, name=name)
     if self.is_initializing():  # create query/key so the parameter tree matches real attention
       dense('query')(h[:, :1])
       dense('key')(memory)
@@ -139,7 +152,10 @@ class DecoderLayer(nn.Module):
                    self.matmul_dtype)(h, h, mask=self_mask, deterministic=deterministic)
     h = norm('norm1')(h + drop(a))
     h = jnp.tile(h, (copies, 1, 1))
-    a = SingleTokenCrossAttention(self.num_heads, self.dropout, self.dtype, self.matmul_dtype,
+    a = SingleTokenCrossAttention(self.num_heads,
+                                  self.dropout,
+                                  self.dtype,
+                                  self.matmul_dtype,
                                   name='cross_attn')(h, memory, deterministic)
     h = norm('norm2')(h + drop(a))
     f = FeedForward(width, self.ff_size, self.dropout, self.dtype, self.matmul_dtype,
@@ -160,7 +176,10 @@ class EncoderLayer(nn.Module):
     width = h.shape[-1]
     drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
     norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
-    a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn',
+    a = _attention(self.num_heads,
+                   self.dropout,
+                   self.dtype,
+                   'self_attn',
                    matmul_dtype=self.matmul_dtype)(h, h, mask=mask, deterministic=deterministic)
     h = norm('norm1')(h + drop(a))
     f = FeedForward(width, self.ff_size, self.dropout, self.dtype, self.matmul_dtype,
@@ -264,9 +283,17 @@ class OnlineDecoder(nn.Module):
     h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
     causal = nn.make_causal_mask(jnp.ones((1, h.shape[1]), bool))  # broadcasts over any batch
     for i in range(self.num_layers):
-      h = DecoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype, self.decode,
-                       self.matmul_dtype, name=f'layer_{i}')(
-                           h, memory, causal, deterministic, copies=copies if i == 0 else 1)
+      h = DecoderLayer(self.num_heads,
+                       self.ff_size,
+                       self.dropout,
+                       self.dtype,
+                       self.decode,
+                       self.matmul_dtype,
+                       name=f'layer_{i}')(h,
+                                          memory,
+                                          causal,
+                                          deterministic,
+                                          copies=copies if i == 0 else 1)
     return h
 
 
@@ -296,8 +323,12 @@ class OfflineEncoder(nn.Module):
       valid = jnp.concatenate([jnp.ones((len(mask), 1), bool), mask], axis=1)
       key_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)
     for i in range(self.num_layers):
-      h = EncoderLayer(self.num_heads, self.ff_size, self.dropout, self.dtype,
-                       self.matmul_dtype, name=f'layer_{i}')(h, key_mask, deterministic)
+      h = EncoderLayer(self.num_heads,
+                       self.ff_size,
+                       self.dropout,
+                       self.dtype,
+                       self.matmul_dtype,
+                       name=f'layer_{i}')(h, key_mask, deterministic)
     return h[:, 1:]
 
 
@@ -353,8 +384,12 @@ class Denoiser(nn.Module):
     self.condition = ConditionEmbedding(self.latent_dim, self.cond_mode, self.num_actions,
                                         self.cond_mask_prob, self.dtype)
     self.frames = FrameTokens(self.latent_dim, self.fusion, self.actor_positions_rest, self.dtype)
-    stack = dict(num_layers=self.num_layers, num_heads=self.num_heads, ff_size=self.ff_size,
-                 dropout=self.dropout, use_pos_emb=self.use_pos_emb, dtype=self.dtype,
+    stack = dict(num_layers=self.num_layers,
+                 num_heads=self.num_heads,
+                 ff_size=self.ff_size,
+                 dropout=self.dropout,
+                 use_pos_emb=self.use_pos_emb,
+                 dtype=self.dtype,
                  matmul_dtype=self.matmul_dtype)
     if self.arch == 'online':
       self.decoder = OnlineDecoder(decode=self.decode, **stack)
@@ -362,8 +397,17 @@ class Denoiser(nn.Module):
       self.encoder = OfflineEncoder(**stack)
     self.output_process = nn.Dense(self.njoints * self.nfeats, dtype=self.dtype)
 
-  def __call__(self, x_t, timesteps, actor, action=None, *, uncond=None, mask=None, positions=None,
-               guidance_pairs=False, train=False):
+  def __call__(self,
+               x_t,
+               timesteps,
+               actor,
+               action=None,
+               *,
+               uncond=None,
+               mask=None,
+               positions=None,
+               guidance_pairs=False,
+               train=False):
     """Args:
       x_t: [B, T, 56, 6] noisy reactor.
       timesteps: [B] int, original-scale diffusion step (0..999).

@@ -28,8 +28,12 @@ def after_training(config, workdir, state, summary, splits):
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   # Every host joins the gather (a collective); then only host 0 samples and reports.
   params = multihost_utils.process_allgather(state.sampling_params(), tiled=True)
-  result = {'workdir': os.path.abspath(workdir), 'steps': summary['final_step'],
-            'stopped_by': summary['stopped_by'], 'last_metrics': summary.get('last_metrics')}
+  result = {
+      'workdir': os.path.abspath(workdir),
+      'steps': summary['final_step'],
+      'stopped_by': summary['stopped_by'],
+      'last_metrics': summary.get('last_metrics')
+  }
   if summary['stopped_by'] or jax.process_index() != 0:
     return result
   result.update(report(config, workdir, params, splits))
@@ -40,7 +44,10 @@ def report(config, workdir, params, splits):
   """Samples every test actor, scores the reactions against the real ones per class, renders
   GIFs and a contact sheet, and writes samples/test_reactions.npz, report.md and report.json."""
   _, test_src, class_names = splits
-  monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names,
+  monitor = monitor_lib.QualityMonitor(config,
+                                       workdir,
+                                       test_src,
+                                       class_names,
                                        count=max(config.eval.num_samples, config.sample.num_render),
                                        respacing=config.sample.respacing,
                                        method=config.sample.method)
@@ -48,15 +55,24 @@ def report(config, workdir, params, splits):
   batch, rest = monitor.batch, monitor.rest
   out_dir = os.path.join(workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
-  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
-                        batch['label'], class_names, real_reactor=batch['reactor'],
+  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'),
+                        batch['actor'],
+                        generated,
+                        batch['label'],
+                        class_names,
+                        real_reactor=batch['reactor'],
                         names=monitor.names)
   # One example per class, in class order: GIFs for the first num_render, a sheet for all.
-  firsts = [int(np.flatnonzero(batch['label'] == c)[0]) for c in range(len(class_names))
-            if (batch['label'] == c).any()]
-  people = lambda i: {'actor': monitor.actor_joints[i, :monitor.lengths[i]],
-                      'reactor': render.world_joints(generated[i], rest)[:monitor.lengths[i]],
-                      'real reactor': monitor.real_joints[i, :monitor.lengths[i]]}
+  firsts = [
+      int(np.flatnonzero(batch['label'] == c)[0])
+      for c in range(len(class_names))
+      if (batch['label'] == c).any()
+  ]
+  people = lambda i: {
+      'actor': monitor.actor_joints[i, :monitor.lengths[i]],
+      'reactor': render.world_joints(generated[i], rest)[:monitor.lengths[i]],
+      'real reactor': monitor.real_joints[i, :monitor.lengths[i]]
+  }
   gifs = []
   for i in firsts[:config.sample.num_render]:
     action = class_names[int(batch['label'][i])]
@@ -64,10 +80,16 @@ def report(config, workdir, params, splits):
     render.animate(people(i), path, title=action, fps=config.data.fps)
     gifs.append(path)
   sheet = render.contact_sheet([(class_names[int(batch['label'][i])], people(i)) for i in firsts],
-                               os.path.join(out_dir, 'contact_sheet.png'), num_frames=6)
-  result = {'samples': npz, 'animations': gifs, 'contact_sheet': sheet,
-            'sampling': f'{config.sample.method} {config.sample.respacing}',
-            'quality': scalars, 'per_class': table}
+                               os.path.join(out_dir, 'contact_sheet.png'),
+                               num_frames=6)
+  result = {
+      'samples': npz,
+      'animations': gifs,
+      'contact_sheet': sheet,
+      'sampling': f'{config.sample.method} {config.sample.respacing}',
+      'quality': scalars,
+      'per_class': table
+  }
   _write_report(workdir, config, result)
   result['report'] = os.path.join(os.path.abspath(workdir), 'report.md')
   return result
@@ -83,8 +105,7 @@ def _write_report(workdir, config, result):
   lines = [
       f"# regennet_jax run: {os.path.basename(os.path.abspath(workdir))}", '',
       f"`{config.data.name}`, {config.model.arch} model {config.model.num_layers} layers x "
-      f"{config.model.latent_dim}.", '',
-      '## Interactions, per class', '',
+      f"{config.model.latent_dim}.", '', '## Interactions, per class', '',
       f"Every test actor ({result['per_class']['all']['real']['count']}, windows from frame 0) "
       f"gets a generated reaction ({result['sampling']}); the real reactor of the same actor is "
       'the reference. success: the class\'s physical event happens (hands meet, arms close '
@@ -93,13 +114,11 @@ def _write_report(workdir, config, result):
       'actor starts moving the reactor does (> 0: it reacts, never anticipates); penetration: '
       'share of frames and mean volume where the bodies overlap by more than 1 cm; foot skate: '
       'share of frames where a planted foot slides.', '',
-      interaction.markdown_table(result['per_class']), recognizer,
-      '## Generated vs real', '',
+      interaction.markdown_table(result['per_class']), recognizer, '## Generated vs real', '',
       'Blue actor, red generated reactor, grey real reactor; a gold dot marks hands touching.', '',
       f"![contact sheet](samples/{os.path.basename(result['contact_sheet'])})", '',
       *[f'![{os.path.basename(g)}](samples/{os.path.basename(g)})' for g in result['animations']],
-      '', '## Training', '',
-      '| final training metric | value |', '|---|---|',
+      '', '## Training', '', '| final training metric | value |', '|---|---|',
       *[f'| {k} | {v:.4g} |' for k, v in m.items()], '',
   ]
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
@@ -109,7 +128,9 @@ def _write_report(workdir, config, result):
 
 
 def _sampling_params(config, workdir, class_names):
-  return factory.load_sampling_params(config, workdir, len(class_names),
+  return factory.load_sampling_params(config,
+                                      workdir,
+                                      len(class_names),
                                       warn=lambda line: print(line, flush=True))
 
 
@@ -119,16 +140,30 @@ def sample_from_checkpoint(config, workdir, splits):
   _, test_src, class_names = splits
   params, step = _sampling_params(config, workdir, class_names)
   batch, names = monitor_lib.test_windows(config, test_src, config.sample.num_samples)
-  generated = sample.generate(factory.make_sampler(config, len(class_names)), params,
-                              batch['actor'], batch['label'], jax.random.PRNGKey(config.seed),
-                              sharding.local_mesh(), config.sample.batch_size,
-                              config.sample.num_repetitions, progress=True)
+  generated = sample.generate(factory.make_sampler(config, len(class_names)),
+                              params,
+                              batch['actor'],
+                              batch['label'],
+                              jax.random.PRNGKey(config.seed),
+                              sharding.local_mesh(),
+                              config.sample.batch_size,
+                              config.sample.num_repetitions,
+                              progress=True)
   out_dir = os.path.join(workdir, 'samples')
   os.makedirs(out_dir, exist_ok=True)
-  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'), batch['actor'], generated,
-                        batch['label'], class_names, real_reactor=batch['reactor'], names=names)
-  return {'checkpoint_step': step, 'samples': npz, 'shape': list(generated.shape),
-          'matmul_dtype': config.sample.matmul_dtype}
+  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'),
+                        batch['actor'],
+                        generated,
+                        batch['label'],
+                        class_names,
+                        real_reactor=batch['reactor'],
+                        names=names)
+  return {
+      'checkpoint_step': step,
+      'samples': npz,
+      'shape': list(generated.shape),
+      'matmul_dtype': config.sample.matmul_dtype
+  }
 
 
 def stream_from_checkpoint(config, workdir, splits):
@@ -141,18 +176,30 @@ def stream_from_checkpoint(config, workdir, splits):
   schedule = factory.make_schedule(config, config.sample.respacing)
   key = jax.random.PRNGKey(config.seed)
   frames = batch['actor'].shape[1]
-  stream = streaming.ReactionStream(
-      model, params, schedule, key, batch_size=len(batch['actor']),
-      max_frames=max(frames, config.stream.max_frames), method=config.sample.method,
-      eta=config.sample.eta, guidance_scale=config.sample.guidance_scale, label=batch['label'],
-      actor_frame=config.model.actor_frame, orthonormalize=config.sample.orthonormalize)
+  stream = streaming.ReactionStream(model,
+                                    params,
+                                    schedule,
+                                    key,
+                                    batch_size=len(batch['actor']),
+                                    max_frames=max(frames, config.stream.max_frames),
+                                    method=config.sample.method,
+                                    eta=config.sample.eta,
+                                    guidance_scale=config.sample.guidance_scale,
+                                    label=batch['label'],
+                                    actor_frame=config.model.actor_frame,
+                                    orthonormalize=config.sample.orthonormalize)
   streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
   sampler = factory.make_sampler(config, len(class_names))
   whole = np.asarray(jax.jit(sampler)(params, batch['actor'], batch['label'], key))
-  result = {'checkpoint_step': step, 'streams': len(batch['actor']), 'frames': frames,
-            'denoising_steps': int(schedule.num_steps), 'method': config.sample.method,
-            'latency': stream.latency_report(),
-            'max_abs_difference_to_whole_sequence_sampler': float(np.abs(streamed - whole).max())}
+  result = {
+      'checkpoint_step': step,
+      'streams': len(batch['actor']),
+      'frames': frames,
+      'denoising_steps': int(schedule.num_steps),
+      'method': config.sample.method,
+      'latency': stream.latency_report(),
+      'max_abs_difference_to_whole_sequence_sampler': float(np.abs(streamed - whole).max())
+  }
   with open(os.path.join(workdir, 'stream_report.json'), 'w') as f:
     json.dump(result, f, indent=2)
   return result
@@ -168,7 +215,14 @@ def evaluate(config, workdir, splits):
   """run.py --mode=eval: the paper's protocol (evaluation/protocol.py), eval_report.md/json."""
   params, step = _sampling_params(config, workdir, splits[2])
   report = protocol.evaluate(config, workdir, params, splits)
-  return {'checkpoint_step': step, 'report': os.path.join(os.path.abspath(workdir), 'eval_report.md'),
-          'results': {split: {kind: {m: round(v['mean'], 4) for m, v in r.items()}
-                              for kind, r in kinds.items()}
-                      for split, kinds in report['results'].items()}}
+  return {
+      'checkpoint_step': step,
+      'report': os.path.join(os.path.abspath(workdir), 'eval_report.md'),
+      'results': {
+          split: {
+              kind: {
+                  m: round(v['mean'], 4) for m, v in r.items()
+              } for kind, r in kinds.items()
+          } for split, kinds in report['results'].items()
+      }
+  }

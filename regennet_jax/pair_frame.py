@@ -24,14 +24,17 @@ def heading(actor_frame):
   yaw = jnp.arctan2(facing[..., 0], facing[..., 2])
   c, s = jnp.cos(-yaw), jnp.sin(-yaw)
   zero, one = jnp.zeros_like(c), jnp.ones_like(c)
-  return jnp.stack([jnp.stack([c, zero, s], -1), jnp.stack([zero, one, zero], -1),
-                    jnp.stack([-s, zero, c], -1)], -2)
+  return jnp.stack(
+      [jnp.stack([c, zero, s], -1),
+       jnp.stack([zero, one, zero], -1),
+       jnp.stack([-s, zero, c], -1)], -2)
 
 
 def rotate(motion, rotation):
   """Turns a whole person [B, T, 56, 6] by world rotations [B, 3, 3] (root and translation)."""
   q = rotation[:, None]  # [B, 1, 3, 3] over frames
-  root = rotations.matrix_to_rot6d(rotations.matmul3(q, rotations.rot6d_to_matrix(motion[..., 0, :])))
+  root = rotations.matrix_to_rot6d(
+      rotations.matmul3(q, rotations.rot6d_to_matrix(motion[..., 0, :])))
   trans = jnp.einsum('btij,btj->bti', jnp.broadcast_to(q, motion.shape[:2] + (3, 3)),
                      motion[..., skeleton.TRANSLATION_ROW, :3])
   trans = jnp.concatenate([trans, motion[..., skeleton.TRANSLATION_ROW, 3:]], axis=-1)

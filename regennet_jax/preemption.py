@@ -11,7 +11,6 @@ import signal
 class StopFlag:
   """Context manager: while active, SIGTERM and the first SIGINT set `requested` (the signal's
   name) instead of killing the process."""
-
   def __init__(self):
     self.requested = None
     self._previous = {}

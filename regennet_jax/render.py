@@ -21,8 +21,8 @@ from regennet_jax.evaluation import interaction  # noqa: E402
 _DRAWN = [(j, p) for j, p in skeleton.BONES if j < 22 or (j >= 25 and (j - 25) % 3 == 0)]
 COLORS = {'actor': '#1f77b4', 'reactor': '#d62728', 'real reactor': '#999999'}
 
-
-_world_fk = jax.jit(lambda motion, rest: kinematics.motion_to_joints(motion, rest, with_translation=True))
+_world_fk = jax.jit(
+    lambda motion, rest: kinematics.motion_to_joints(motion, rest, with_translation=True))
 
 
 def world_joints(motion, rest_joints=None):
@@ -50,8 +50,11 @@ def _view(people):
 def _draw(ax, joints, color, label=None):
   for k, (j, p) in enumerate(_DRAWN):
     # SMPL-X is y-up; matplotlib 3D is z-up: plot (x, z, y).
-    ax.plot([joints[j, 0], joints[p, 0]], [joints[j, 2], joints[p, 2]], [joints[j, 1], joints[p, 1]],
-            color=color, lw=2, label=label if k == 0 else None)
+    ax.plot([joints[j, 0], joints[p, 0]], [joints[j, 2], joints[p, 2]],
+            [joints[j, 1], joints[p, 1]],
+            color=color,
+            lw=2,
+            label=label if k == 0 else None)
 
 
 def _draw_contacts(ax, people, frame):
@@ -65,7 +68,11 @@ def _draw_contacts(ax, people, frame):
     i, j = np.unravel_index(d.argmin(), d.shape)
     if d[i, j] < interaction.CONTACT_DISTANCE_M:
       p = (first[i] + other[j]) / 2
-      ax.scatter([p[0]], [p[2]], [p[1]], s=60, c='#f2b705', edgecolors='k', linewidths=0.5,
+      ax.scatter([p[0]], [p[2]], [p[1]],
+                 s=60,
+                 c='#f2b705',
+                 edgecolors='k',
+                 linewidths=0.5,
                  zorder=10)
 
 
@@ -114,8 +121,9 @@ def animate(people, path, title='', fps=30):
   elif path.endswith('.mp4'):
     if not animation.writers.is_available('ffmpeg'):
       plt.close(fig)
-      raise errors.ConfigError(f'{path}: writing MP4 needs ffmpeg on PATH (e.g. apt-get install ffmpeg); '
-                               'or write a .gif.')
+      raise errors.ConfigError(
+          f'{path}: writing MP4 needs ffmpeg on PATH (e.g. apt-get install ffmpeg); '
+          'or write a .gif.')
     writer = animation.FFMpegWriter(fps=fps)
   else:
     plt.close(fig)

@@ -3,7 +3,6 @@ whole chain in one jitted `lax.scan`, batches split over the devices of a Mesh a
 cache-sized chunks on CPU.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,14 +55,21 @@ def valid_motion(motion):
   """Projects [..., 56, 6] network output onto motions a body can have: each joint's rot6d is
   replaced by that of the rotation it decodes to (Gram-Schmidt; unit, orthogonal rows) and the
   translation row's three padding channels are zeroed. Decoded rotations are unchanged."""
-  joints = rotations.matrix_to_rot6d(rotations.rot6d_to_matrix(motion[..., :skeleton.NUM_JOINTS, :]))
+  joints = rotations.matrix_to_rot6d(rotations.rot6d_to_matrix(
+      motion[..., :skeleton.NUM_JOINTS, :]))
   trans = motion[..., skeleton.TRANSLATION_ROW:, :3]
   trans = jnp.concatenate([trans, jnp.zeros_like(trans)], axis=-1)
   return jnp.concatenate([joints, trans], axis=-2)
 
 
-def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, chunk_size=0,
-                 actor_frame=False, orthonormalize=False):
+def make_sampler(model,
+                 schedule,
+                 method='ddim',
+                 eta=0.0,
+                 guidance_scale=1.0,
+                 chunk_size=0,
+                 actor_frame=False,
+                 orthonormalize=False):
   """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted).
 
   chunk_size: reactions per denoiser pass (see map_in_chunks); 0 picks it for the backend. The
@@ -87,8 +93,8 @@ def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, ch
   def sample_here(params, actor, label, key):
     def denoise_chunk(x_t, t, actor, label):
       if guided:  # conditional and unconditional predictions from one call
-        pairs = lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label,
-                                           guidance_pairs=True)
+        pairs = lambda x_t, t: model.apply(
+            {'params': params}, x_t, t, actor, label, guidance_pairs=True)
         return diffusion.classifier_free_guidance(pairs, guidance_scale)(x_t, t)
       return model.apply({'params': params}, x_t, t, actor, label)
 
@@ -98,8 +104,7 @@ def make_sampler(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0, ch
   return sample
 
 
-def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions=1,
-             progress=False):
+def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions=1, progress=False):
   """Reactions for all `actors` [N, T, 56, 6] in device-sharded batches, as numpy.
 
   Returns [N, T, 56, 6], or [N, K, T, 56, 6] for repetitions=K > 1 (K independent reactions per
@@ -107,20 +112,27 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
   the same reactions.
   """
   if repetitions > 1:
-    flat = generate(sampler, params, np.repeat(actors, repetitions, 0),
-                    np.repeat(labels, repetitions, 0), key, mesh, batch_size, progress=progress)
+    flat = generate(sampler,
+                    params,
+                    np.repeat(actors, repetitions, 0),
+                    np.repeat(labels, repetitions, 0),
+                    key,
+                    mesh,
+                    batch_size,
+                    progress=progress)
     return flat.reshape((len(actors), repetitions) + flat.shape[1:])
   data = mesh.shape['data']
   batch_size = max(data, batch_size - batch_size % data)
   sharding = NamedSharding(mesh, P('data'))
   replicated = NamedSharding(mesh, P())
   params = jax.device_put(params, replicated)
-  fn = jax.jit(sampler, in_shardings=(replicated, sharding, sharding, replicated),
+  fn = jax.jit(sampler,
+               in_shardings=(replicated, sharding, sharding, replicated),
                out_shardings=sharding)
   out = []
   starts = range(0, len(actors), batch_size)
-  for b, start in enumerate(tqdm(starts, desc='sampling', unit='batch', disable=not progress,
-                                 dynamic_ncols=True)):
+  for b, start in enumerate(
+      tqdm(starts, desc='sampling', unit='batch', disable=not progress, dynamic_ncols=True)):
     actor = actors[start:start + batch_size]
     label = labels[start:start + batch_size]
     n = len(actor)
@@ -150,11 +162,16 @@ def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names
   extra = {}
   if real_reactor is not None:
     extra['real_reactor'] = real_reactor
-  np.savez_compressed(
-      path, actor=actor, reactor=reactor, label=labels,
-      action=np.array([class_names[i] for i in labels]),
-      name=np.array(names if names is not None else [''] * len(labels)),
-      actor_axis_angle=actor_aa, actor_translation=actor_tr,
-      reactor_axis_angle=reactor_aa, reactor_translation=reactor_tr,
-      joint_names=np.array(skeleton.JOINT_NAMES), **extra)
+  np.savez_compressed(path,
+                      actor=actor,
+                      reactor=reactor,
+                      label=labels,
+                      action=np.array([class_names[i] for i in labels]),
+                      name=np.array(names if names is not None else [''] * len(labels)),
+                      actor_axis_angle=actor_aa,
+                      actor_translation=actor_tr,
+                      reactor_axis_angle=reactor_aa,
+                      reactor_translation=reactor_tr,
+                      joint_names=np.array(skeleton.JOINT_NAMES),
+                      **extra)
   return path

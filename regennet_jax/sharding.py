@@ -34,6 +34,7 @@ def param_sharding(mesh, params):
     if size > 1 and x.ndim >= 2 and x.shape[-1] % size == 0:
       return NamedSharding(mesh, P(*([None] * (x.ndim - 1)), 'model'))
     return NamedSharding(mesh, P())
+
   return jax.tree_util.tree_map(spec, params)
 
 
@@ -59,5 +60,6 @@ def replicated(mesh):
 def shard_batch(batch, mesh):
   """This host's numpy batch (its share of the global batch) -> global jax.Arrays over 'data'."""
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
+  return {
+      k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+  }

@@ -56,9 +56,17 @@ def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0
       updated = {}  # the step's cache after this frame, captured from the (possibly CFG) call
 
       def model_fn(x_t, timesteps):  # [2B] rows (conditional; unconditional) when guided
-        out, mutated = decoder.apply(
-            {'params': params, 'cache': cache}, x_t, timesteps, actor_frame[:, None], label,
-            positions=positions, guidance_pairs=guided, mutable=['cache'])
+        out, mutated = decoder.apply({
+            'params': params,
+            'cache': cache
+        },
+                                     x_t,
+                                     timesteps,
+                                     actor_frame[:, None],
+                                     label,
+                                     positions=positions,
+                                     guidance_pairs=guided,
+                                     mutable=['cache'])
         updated['cache'] = mutated['cache']
         return out
 
@@ -75,11 +83,22 @@ def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0
 
 class ReactionStream:
   """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc)."""
-
-  def __init__(self, model, params, schedule, key, batch_size=1, max_frames=300, method='ddim',
-               eta=0.0, guidance_scale=1.0, label=None, actor_frame=False, orthonormalize=False):
+  def __init__(self,
+               model,
+               params,
+               schedule,
+               key,
+               batch_size=1,
+               max_frames=300,
+               method='ddim',
+               eta=0.0,
+               guidance_scale=1.0,
+               label=None,
+               actor_frame=False,
+               orthonormalize=False):
     if model.arch != 'online':
-      raise errors.ConfigError("streaming needs model.arch='online' (the offline model sees the future)")
+      raise errors.ConfigError(
+          "streaming needs model.arch='online' (the offline model sees the future)")
     self.model, self.params, self.key = model, params, key
     self.max_frames = max_frames
     self.batch_size = batch_size
@@ -110,16 +129,17 @@ class ReactionStream:
   def push(self, actor_frame):
     """One actor frame [B, 56, 6] -> the reactor frame [B, 56, 6] (numpy)."""
     if self.frame >= self.max_frames:
-      raise errors.ConfigError(f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
-                               'new ReactionStream (or make max_frames larger).')
+      raise errors.ConfigError(
+          f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
+          'new ReactionStream (or make max_frames larger).')
     actor_frame = jnp.asarray(actor_frame, jnp.float32)
     if actor_frame.shape != (self.batch_size, 56, 6):
       raise errors.ConfigError(f'actor frame has shape {actor_frame.shape}, expected '
                                f'({self.batch_size}, 56, 6).')
     start = time.perf_counter()
     if self._rotation is None:
-      self._rotation = (self._heading(actor_frame) if self._actor_frame
-                        else jnp.broadcast_to(jnp.eye(3), (self.batch_size, 3, 3)))
+      self._rotation = (self._heading(actor_frame) if self._actor_frame else jnp.broadcast_to(
+          jnp.eye(3), (self.batch_size, 3, 3)))
     out, self._caches = self._step(self.params, self._caches, actor_frame, self.label,
                                    jnp.int32(self.frame), self.key, self._rotation)
     out = np.asarray(out)
@@ -132,6 +152,10 @@ class ReactionStream:
     lat = np.array(self.latencies[skip_first:]) * 1000
     if not len(lat):
       return {}
-    return {'frames': int(len(lat)), 'p50_ms': float(np.percentile(lat, 50)),
-            'p99_ms': float(np.percentile(lat, 99)), 'mean_ms': float(lat.mean()),
-            'compile_ms': float(self.latencies[0] * 1000)}
+    return {
+        'frames': int(len(lat)),
+        'p50_ms': float(np.percentile(lat, 50)),
+        'p99_ms': float(np.percentile(lat, 99)),
+        'mean_ms': float(lat.mean()),
+        'compile_ms': float(self.latencies[0] * 1000)
+    }

@@ -37,7 +37,10 @@ def _evaluate(monitor, state, is_main):
   return scalars
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, splits=None, devices=None,
+def train(config: ml_collections.ConfigDict,
+          workdir: str,
+          splits=None,
+          devices=None,
           progress=True):
   """Trains (or resumes) in `workdir`; returns the final TrainState and a summary dict.
 
@@ -54,15 +57,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, splits=None, devices=
     raise errors.ConfigError(f'train.batch_size={config.train.batch_size} must divide evenly over '
                              f'{data_size} data-parallel devices and {num_hosts} hosts.')
   windowing = pipeline.Windowing(config.data.num_frames, config.data.crop, config.data.swap_prob)
-  data_iter = iter(pipeline.make_dataset(
-      train_src, config.train.batch_size // num_hosts, windowing, seed=config.seed,
-      shard_index=jax.process_index(), shard_count=num_hosts,
-      num_threads=config.data.num_threads, prefetch=config.data.prefetch))
+  data_iter = iter(
+      pipeline.make_dataset(train_src,
+                            config.train.batch_size // num_hosts,
+                            windowing,
+                            seed=config.seed,
+                            shard_index=jax.process_index(),
+                            shard_count=num_hosts,
+                            num_threads=config.data.num_threads,
+                            prefetch=config.data.prefetch))
   step_key = jax.random.split(jax.random.PRNGKey(config.seed))[1]
 
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
   state = setup.state
-  restored = checkpoints.restore_latest(manager, state, setup.state_shardings,
+  restored = checkpoints.restore_latest(manager,
+                                        state,
+                                        setup.state_shardings,
                                         warn=print if is_main else (lambda _: None))
   if restored is not None:
     state, data_state, start = restored
@@ -81,8 +91,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, splits=None, devices=
     monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names)
   train_seconds = 0.0  # wall time in training steps (evaluation excluded), this process
   window, t0 = [], time.time()
-  bar = tqdm(total=num_steps, initial=step, disable=not (progress and is_main), unit='step',
-             dynamic_ncols=True, desc='train')
+  bar = tqdm(total=num_steps,
+             initial=step,
+             disable=not (progress and is_main),
+             unit='step',
+             dynamic_ncols=True,
+             desc='train')
   try:
     with preemption.StopFlag() as stop:
       while step < num_steps:
@@ -91,8 +105,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, splits=None, devices=
         metrics = jax.device_get(metrics)
         if not np.isfinite(metrics['loss']):
           raise errors.RunError(
-              f'loss became {metrics["loss"]} at step {step + 1} (terms: '
-              + ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items()) + '). Stopped '
+              f'loss became {metrics["loss"]} at step {step + 1} (terms: ' +
+              ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items()) + '). Stopped '
               f'without saving; the last good checkpoint is step {manager.latest_step()}. Lower '
               'train.learning_rate or set train.grad_clip, then rerun to resume from it.')
         step += 1
@@ -116,8 +130,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, splits=None, devices=
             evaluation['train_seconds'] = train_seconds + (t_eval - t0)
             log.write(step, {f'eval/{k}': v for k, v in evaluation.items()})
             if progress:
-              tqdm.write(f'step {step} eval: ' + ' '.join(
-                  f'{k}={v:.3g}' for k, v in evaluation.items() if '/' not in k))
+              tqdm.write(f'step {step} eval: ' +
+                         ' '.join(f'{k}={v:.3g}' for k, v in evaluation.items() if '/' not in k))
             summary['last_eval'] = evaluation
           t0 += time.time() - t_eval  # evaluation is not training time
         if step % config.train.checkpoint_every == 0 or step == num_steps or stop.requested:

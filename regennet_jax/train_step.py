@@ -55,8 +55,13 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights, learning_
       batch = dict(batch, actor=actor, reactor=reactor)
 
     def loss_fn(params):
-      fn = lambda x_t, t: model.apply({'params': params}, x_t, t, batch['actor'], batch['label'],
-                                      train=True, rngs={'dropout': dropout_key})
+      fn = lambda x_t, t: model.apply({'params': params},
+                                      x_t,
+                                      t,
+                                      batch['actor'],
+                                      batch['label'],
+                                      train=True,
+                                      rngs={'dropout': dropout_key})
       return losses.diffusion_loss(fn, schedule, batch, loss_key, rest_joints, weights)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -68,7 +73,8 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights, learning_
       ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
     finite = jnp.isfinite(loss)
     keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+    new_state = TrainState(step=state.step + 1,
+                           params=keep(params, state.params),
                            opt_state=keep(opt_state, state.opt_state),
                            ema_params=keep(ema, state.ema_params))
     metrics = {name: jnp.mean(v) for name, v in terms.items() if name != 't'}

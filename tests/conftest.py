@@ -13,4 +13,5 @@ from tests import fake_files  # noqa: E402
 
 @pytest.fixture(scope='session')
 def smplx_npz(tmp_path_factory):
-  return fake_files.write_fake_smplx_npz(tmp_path_factory.mktemp('body_models') / 'SMPLX_NEUTRAL.npz')
+  return fake_files.write_fake_smplx_npz(
+      tmp_path_factory.mktemp('body_models') / 'SMPLX_NEUTRAL.npz')

@@ -25,32 +25,33 @@ def write_fake_smplx_npz(path, seed=0, num_verts=SMPLX_NUM_VERTS):
     ids = np.flatnonzero(owner == j)[:30]
     w = rng.random(len(ids)) + 0.1
     regressor[j, ids] = w / w.sum()
-  weights = rng.random((num_verts, 55)).astype(np.float32) ** 8
+  weights = rng.random((num_verts, 55)).astype(np.float32)**8
   weights[np.arange(num_verts), owner] += 1.0
   weights /= weights.sum(1, keepdims=True)
-  kintree = np.stack([np.array(skeleton.PARENTS, np.int64) % 2**32, np.arange(55)]).astype(np.uint32)
-  np.savez(
-      path,
-      v_template=v_template,
-      f=rng.integers(0, num_verts, (SMPLX_NUM_FACES, 3)).astype(np.int32),
-      J_regressor=regressor,
-      kintree_table=kintree,
-      weights=weights,
-      shapedirs=(rng.normal(0, 0.01, (num_verts, 3, 400))).astype(np.float32),
-      posedirs=(rng.normal(0, 0.001, (num_verts, 3, 486))).astype(np.float32),
-      hands_componentsl=rng.normal(0, 0.1, (45, 45)).astype(np.float32),
-      hands_componentsr=rng.normal(0, 0.1, (45, 45)).astype(np.float32),
-      hands_meanl=rng.normal(0, 0.1, 45).astype(np.float32),
-      hands_meanr=rng.normal(0, 0.1, 45).astype(np.float32),
-      lmk_faces_idx=rng.integers(0, SMPLX_NUM_FACES, 51).astype(np.int64),
-      lmk_bary_coords=rng.dirichlet(np.ones(3), 51).astype(np.float32),
-      dynamic_lmk_faces_idx=rng.integers(0, SMPLX_NUM_FACES, (79, 17)).astype(np.int64),
-      dynamic_lmk_bary_coords=rng.dirichlet(np.ones(3), (79, 17)).astype(np.float32),
-  )
+  kintree = np.stack([np.array(skeleton.PARENTS, np.int64) % 2**32,
+                      np.arange(55)]).astype(np.uint32)
+  np.savez(path,
+           v_template=v_template,
+           f=rng.integers(0, num_verts, (SMPLX_NUM_FACES, 3)).astype(np.int32),
+           J_regressor=regressor,
+           kintree_table=kintree,
+           weights=weights,
+           shapedirs=(rng.normal(0, 0.01, (num_verts, 3, 400))).astype(np.float32),
+           posedirs=(rng.normal(0, 0.001, (num_verts, 3, 486))).astype(np.float32),
+           hands_componentsl=rng.normal(0, 0.1, (45, 45)).astype(np.float32),
+           hands_componentsr=rng.normal(0, 0.1, (45, 45)).astype(np.float32),
+           hands_meanl=rng.normal(0, 0.1, 45).astype(np.float32),
+           hands_meanr=rng.normal(0, 0.1, 45).astype(np.float32),
+           lmk_faces_idx=rng.integers(0, SMPLX_NUM_FACES, 51).astype(np.int64),
+           lmk_bary_coords=rng.dirichlet(np.ones(3), 51).astype(np.float32),
+           dynamic_lmk_faces_idx=rng.integers(0, SMPLX_NUM_FACES, (79, 17)).astype(np.int64),
+           dynamic_lmk_bary_coords=rng.dirichlet(np.ones(3), (79, 17)).astype(np.float32),
+          )
   return path
 
 
 # ----------------------------------------------------------------------------- dataset raw formats
+
 
 def synthetic_people(seed, index, frames=None):
   """(actor, reactor) [T, 56, 3] axis-angle + translation, from the embedded generator."""
@@ -76,9 +77,33 @@ def write_regennet_h5(path, sequences):
 
 
 # SMPL-X joint -> Kinect joint (the inverse of the converter's table), plus made-up tips and thumbs.
-_SMPLX_FOR_KINECT = {0: 0, 1: 6, 20: 9, 2: 12, 3: 15, 4: 16, 5: 18, 6: 20, 7: 28, 8: 17, 9: 19, 10: 21,
-                     11: 43, 12: 1, 13: 4, 14: 7, 15: 10, 16: 2, 17: 5, 18: 8, 19: 11,
-                     21: 28, 22: 37, 23: 43, 24: 52}
+_SMPLX_FOR_KINECT = {
+    0: 0,
+    1: 6,
+    20: 9,
+    2: 12,
+    3: 15,
+    4: 16,
+    5: 18,
+    6: 20,
+    7: 28,
+    8: 17,
+    9: 19,
+    10: 21,
+    11: 43,
+    12: 1,
+    13: 4,
+    14: 7,
+    15: 10,
+    16: 2,
+    17: 5,
+    18: 8,
+    19: 11,
+    21: 28,
+    22: 37,
+    23: 43,
+    24: 52
+}
 
 
 def kinect_joints(positions):
@@ -112,12 +137,20 @@ def write_chi3d_json(path, people):
   from scipy.spatial.transform import Rotation
   people = np.asarray(people, np.float64)
   frames = people.shape[1]
-  mats = Rotation.from_rotvec(people[:, :, :55].reshape(-1, 3)).as_matrix().reshape(2, frames, 55, 3, 3)
-  data = {'transl': people[:, :, 55].tolist(), 'global_orient': mats[:, :, 0:1].tolist(),
-          'body_pose': mats[:, :, 1:22].tolist(), 'jaw_pose': mats[:, :, 22:23].tolist(),
-          'leye_pose': mats[:, :, 23:24].tolist(), 'reye_pose': mats[:, :, 24:25].tolist(),
-          'left_hand_pose': mats[:, :, 25:40].tolist(), 'right_hand_pose': mats[:, :, 40:55].tolist(),
-          'betas': np.zeros((2, frames, 10)).tolist(), 'expression': np.zeros((2, frames, 10)).tolist()}
+  mats = Rotation.from_rotvec(people[:, :, :55].reshape(-1, 3)).as_matrix().reshape(
+      2, frames, 55, 3, 3)
+  data = {
+      'transl': people[:, :, 55].tolist(),
+      'global_orient': mats[:, :, 0:1].tolist(),
+      'body_pose': mats[:, :, 1:22].tolist(),
+      'jaw_pose': mats[:, :, 22:23].tolist(),
+      'leye_pose': mats[:, :, 23:24].tolist(),
+      'reye_pose': mats[:, :, 24:25].tolist(),
+      'left_hand_pose': mats[:, :, 25:40].tolist(),
+      'right_hand_pose': mats[:, :, 40:55].tolist(),
+      'betas': np.zeros((2, frames, 10)).tolist(),
+      'expression': np.zeros((2, frames, 10)).tolist()
+  }
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, 'w') as f:
     json.dump(data, f)

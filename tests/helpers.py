@@ -13,12 +13,21 @@ RUN = [sys.executable, os.path.join(ROOT, 'run.py')]
 ENV = dict(os.environ, JAX_PLATFORMS='cpu')
 
 TINY_OVERRIDES = {
-    'data.synthetic_train_size': 16, 'data.synthetic_test_size': 8,
-    'data.synthetic_min_frames': 14, 'data.synthetic_max_frames': 20, 'data.num_frames': 12,
+    'data.synthetic_train_size': 16,
+    'data.synthetic_test_size': 8,
+    'data.synthetic_min_frames': 14,
+    'data.synthetic_max_frames': 20,
+    'data.num_frames': 12,
     'data.num_threads': 1,
-    'model.num_layers': 1, 'model.latent_dim': 32, 'model.ff_size': 64,
-    'train.batch_size': 4, 'train.num_steps': 6, 'train.log_every': 1,
-    'train.checkpoint_every': 3, 'sample.num_render': 1, 'sample.batch_size': 4,
+    'model.num_layers': 1,
+    'model.latent_dim': 32,
+    'model.ff_size': 64,
+    'train.batch_size': 4,
+    'train.num_steps': 6,
+    'train.log_every': 1,
+    'train.checkpoint_every': 3,
+    'sample.num_render': 1,
+    'sample.batch_size': 4,
     'sample.num_samples': 4,
 }
 
@@ -37,8 +46,12 @@ def cli_overrides(**overrides):
 
 def run(args, timeout=600, env=None):
   """run.py with `args` in a subprocess, from the repository root."""
-  return subprocess.run(RUN + args, capture_output=True, text=True, timeout=timeout,
-                        env=env or ENV, cwd=ROOT)
+  return subprocess.run(RUN + args,
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        env=env or ENV,
+                        cwd=ROOT)
 
 
 def last_json(stdout):

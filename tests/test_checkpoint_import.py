@@ -18,16 +18,33 @@ def _state_dict(module):
                                                    ('offline', True, 0)])
 def test_imported_weights_reproduce_the_pytorch_forward(arch, concat, actions):
   torch.manual_seed(0)
-  ref = torch_reference.CMDM(arch=arch, layers=2, d=64, ff=128, heads=4, concat=concat,
+  ref = torch_reference.CMDM(arch=arch,
+                             layers=2,
+                             d=64,
+                             ff=128,
+                             heads=4,
+                             concat=concat,
                              actions=actions).eval()
   sd = _state_dict(ref)
   sd['rot2xyz.smpl_model.J_regressor'] = np.zeros((3, 3))  # body-model buffers are ignored
   params, info = checkpoint_import.convert_state_dict(sd)
-  assert info == {'arch': arch, 'num_layers': 2, 'latent_dim': 64, 'ff_size': 128, 'num_heads': 4,
-                  'fusion': 'concat' if concat else 'add',
-                  'cond_mode': 'action' if actions else 'no_cond', 'num_actions': max(actions, 1)}
-  model = Denoiser(arch=arch, num_layers=2, latent_dim=64, ff_size=128, num_heads=4,
-                   fusion=info['fusion'], cond_mode=info['cond_mode'],
+  assert info == {
+      'arch': arch,
+      'num_layers': 2,
+      'latent_dim': 64,
+      'ff_size': 128,
+      'num_heads': 4,
+      'fusion': 'concat' if concat else 'add',
+      'cond_mode': 'action' if actions else 'no_cond',
+      'num_actions': max(actions, 1)
+  }
+  model = Denoiser(arch=arch,
+                   num_layers=2,
+                   latent_dim=64,
+                   ff_size=128,
+                   num_heads=4,
+                   fusion=info['fusion'],
+                   cond_mode=info['cond_mode'],
                    num_actions=info['num_actions'])
   rng = np.random.default_rng(1)
   x = rng.normal(size=(3, 10, 56, 6)).astype(np.float32)
@@ -63,8 +80,9 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
   ref = torch_reference.CMDM(layers=1, d=32, ff=64).eval()
   path = tmp_path / 'model000001234.pt'
   torch.save(ref.state_dict(), path)
-  summary = import_checkpoint.main([f'--checkpoint={path}', f'--workdir={tmp_path}/run',
-                                    f'--config={ROOT}/configs/synthetic.py'])
+  summary = import_checkpoint.main([
+      f'--checkpoint={path}', f'--workdir={tmp_path}/run', f'--config={ROOT}/configs/synthetic.py'
+  ])
   assert summary['step'] == 1234
   assert '--config.model.num_layers=1' in summary['run_py_overrides']
   config = tiny_config(**{'model.num_layers': 1, 'model.latent_dim': 32, 'model.ff_size': 64})
@@ -74,8 +92,10 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
                              ref.output_process.poseFinal.weight.detach().numpy().T)
   (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
   with pytest.raises(Exception, match='junk.pt: not a readable PyTorch checkpoint'):
-    import_checkpoint.main([f'--checkpoint={tmp_path}/junk.pt', f'--workdir={tmp_path}/r2',
-                            f'--config={ROOT}/configs/synthetic.py'])
+    import_checkpoint.main([
+        f'--checkpoint={tmp_path}/junk.pt', f'--workdir={tmp_path}/r2',
+        f'--config={ROOT}/configs/synthetic.py'
+    ])
 
 
 def test_stgcn_checkpoint_reproduces_the_pytorch_recognizer():
@@ -115,8 +135,9 @@ def test_import_command_installs_a_recognizer_for_eval(tmp_path):
   ref = torch_reference.STGCN(stgcn.spatial_adjacency(), num_classes=8, width=0.125).eval()
   path = tmp_path / 'checkpoint_0100.pth.tar'
   torch.save(ref.state_dict(), path)
-  summary = import_checkpoint.main([f'--recognizer={path}', f'--workdir={tmp_path}/run',
-                                    f'--config={ROOT}/configs/synthetic.py'])
+  summary = import_checkpoint.main([
+      f'--recognizer={path}', f'--workdir={tmp_path}/run', f'--config={ROOT}/configs/synthetic.py'
+  ])
   assert summary['recognizer']['num_classes'] == 8
   config = tiny_config(**{'data.num_frames': 40})
   recog, info = recognizer_lib.load_recognizer(config, str(tmp_path / 'run'), 8)

@@ -26,6 +26,7 @@ def _same_rotations(a, b, atol=1e-5):
 
 # ----------------------------------------------------------------------------- retargeting
 
+
 def test_retarget_reproduces_body_joints_exactly():
   actor, _ = fake_files.synthetic_people(0, 4)
   positions = fake_files.world_positions(actor)
@@ -38,6 +39,7 @@ def test_retarget_reproduces_body_joints_exactly():
 
 
 # ----------------------------------------------------------------------------- ReGenNet HDF5
+
 
 def _h5_pair(a, r):
   return np.concatenate([a, r], axis=-1)
@@ -57,8 +59,10 @@ def test_regennet_h5_round_trip_with_order_labels(tmp_path):
   labels.mkdir()
   for i, key in enumerate(seqs):
     (labels / f'{key}.mp4.txt').write_bytes(f'{i % 2}\r\nextra\r\n'.encode())  # CRLF as on Windows
-  summary = regennet_h5.main(['--dataset=ntu120', f'--train={tmp_path}/xsub.train.h5',
-                              f'--out={tmp_path}/out', f'--order_labels={labels}'])
+  summary = regennet_h5.main([
+      '--dataset=ntu120', f'--train={tmp_path}/xsub.train.h5', f'--out={tmp_path}/out',
+      f'--order_labels={labels}'
+  ])
   assert summary['splits'] == {'train': 3, 'test': 1}
   train = records.RecordSource(tmp_path / 'out', 'train')
   got = {train[i]['name']: train[i] for i in range(len(train))}
@@ -75,27 +79,34 @@ def test_regennet_h5_chi3d_labels_and_errors(tmp_path):
   good = _h5_pair(a, r)
   fake_files.write_regennet_h5(tmp_path / 'chi3d_smplx_train.h5', {'s02_Hug_4': good})
   fake_files.write_regennet_h5(tmp_path / 'chi3d_smplx_test.h5', {'s03_Push_7': good})
-  summary = regennet_h5.main(['--dataset=chi3d', f'--train={tmp_path}/chi3d_smplx_train.h5',
-                              f'--out={tmp_path}/ok'])
+  summary = regennet_h5.main(
+      ['--dataset=chi3d', f'--train={tmp_path}/chi3d_smplx_train.h5', f'--out={tmp_path}/ok'])
   assert summary['splits'] == {'train': 1, 'test': 1}
   assert records.RecordSource(tmp_path / 'ok', 'test')[0]['label'] == 7
 
   bad_cases = {
-      'shape': ({'s02_Hug_4': good[:, :55]}, r"'s02_Hug_4' has shape \(\d+, 55, 6\)"),
-      'nan': ({'s02_Hug_4': np.where(np.arange(len(good))[:, None, None] == 3, np.nan, good)},
-              r"'s02_Hug_4' contains NaN/Inf \(first at frame 3"),
-      'label': ({'s02_Hug_x': good}, "cannot read a chi3d action label"),
+      'shape': ({
+          's02_Hug_4': good[:, :55]
+      }, r"'s02_Hug_4' has shape \(\d+, 55, 6\)"),
+      'nan': ({
+          's02_Hug_4': np.where(np.arange(len(good))[:, None, None] == 3, np.nan, good)
+      }, r"'s02_Hug_4' contains NaN/Inf \(first at frame 3"),
+      'label': ({
+          's02_Hug_x': good
+      }, "cannot read a chi3d action label"),
   }
   for case, (seqs, message) in bad_cases.items():
     fake_files.write_regennet_h5(tmp_path / f'{case}_train.h5', seqs)
     fake_files.write_regennet_h5(tmp_path / f'{case}_test.h5', {'s03_Push_7': good})
     with pytest.raises(errors.DataError, match=message):
-      regennet_h5.main(['--dataset=chi3d', f'--train={tmp_path}/{case}_train.h5',
-                        f'--out={tmp_path}/{case}'])
+      regennet_h5.main(
+          ['--dataset=chi3d', f'--train={tmp_path}/{case}_train.h5', f'--out={tmp_path}/{case}'])
     assert not (tmp_path / case).exists()
   # --skip_bad converts the rest and lists the bad one.
-  summary = regennet_h5.main(['--dataset=chi3d', f'--train={tmp_path}/nan_train.h5',
-                              f'--out={tmp_path}/skipping', '--skip_bad'])
+  summary = regennet_h5.main([
+      '--dataset=chi3d', f'--train={tmp_path}/nan_train.h5', f'--out={tmp_path}/skipping',
+      '--skip_bad'
+  ])
   assert summary['skipped'] == 1 and summary['splits'] == {'test': 1}
   assert 'NaN' in (tmp_path / 'skipping' / 'skipped.txt').read_text()
   # A truncated HDF5 file.
@@ -103,14 +114,21 @@ def test_regennet_h5_chi3d_labels_and_errors(tmp_path):
   (tmp_path / 'cut_train.h5').write_bytes(raw[:len(raw) // 3])
   fake_files.write_regennet_h5(tmp_path / 'cut_test.h5', {'s03_Push_7': good})
   with pytest.raises(errors.DataError, match='cut_train.h5'):
-    regennet_h5.main(['--dataset=chi3d', f'--train={tmp_path}/cut_train.h5', f'--out={tmp_path}/cut'])
+    regennet_h5.main(
+        ['--dataset=chi3d', f'--train={tmp_path}/cut_train.h5', f'--out={tmp_path}/cut'])
 
 
 def test_converter_command_line_reports_errors_in_one_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
-  proc = subprocess.run([sys.executable, '-m', 'data_prep.regennet_h5', '--dataset=ntu120',
-                         f'--train={tmp_path}/missing_train.h5', f'--out={tmp_path}/o'],
-                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+  proc = subprocess.run([
+      sys.executable, '-m', 'data_prep.regennet_h5', '--dataset=ntu120',
+      f'--train={tmp_path}/missing_train.h5', f'--out={tmp_path}/o'
+  ],
+                        capture_output=True,
+                        text=True,
+                        cwd=ROOT,
+                        env=env,
+                        timeout=120)
   assert proc.returncode == 1
   assert 'missing_train.h5: no such file' in proc.stderr and 'Traceback' not in proc.stderr
 
@@ -138,6 +156,7 @@ def test_interrupted_conversion_leaves_no_dataset(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- NTU .skeleton
 
+
 def _ntu_bodies(seed, index, drop=()):
   a, r = fake_files.synthetic_people(seed, index, frames=30)
   bodies = []
@@ -160,7 +179,8 @@ def test_ntu_skeleton_conversion(tmp_path):
   fake_files.write_ntu_skeleton(sk / 'S001C001P001R003A059.skeleton', bodies[:1])  # one body
   missing = tmp_path / 'NTU_RGBD120_samples_with_missing_skeletons.txt'
   missing.write_text('\n\nS001C001P001R002A058\n')
-  summary = ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/out', f'--missing={missing}'])
+  summary = ntu_skeleton.main(
+      [f'--skeletons={sk}', f'--out={tmp_path}/out', f'--missing={missing}'])
   assert summary['splits'] == {'train': 1, 'test': 1}
   assert summary['skipped'] == 1
   assert '1 body tracked' in (tmp_path / 'out' / 'skipped.txt').read_text()
@@ -180,7 +200,9 @@ def test_ntu_skeleton_errors(tmp_path):
   sk = tmp_path / 'skeletons'
   sk.mkdir()
   bodies, _ = _ntu_bodies(0, 1)
-  path = fake_files.write_ntu_skeleton(sk / 'S001C001P001R001A052.skeleton', bodies, truncate_at=4000)
+  path = fake_files.write_ntu_skeleton(sk / 'S001C001P001R001A052.skeleton',
+                                       bodies,
+                                       truncate_at=4000)
   with pytest.raises(errors.DataError, match=r'A052.skeleton: (file ends early|line \d+)'):
     ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
   text = fake_files.write_ntu_skeleton(sk / 'x', bodies) and (sk / 'x').read_text()
@@ -207,6 +229,7 @@ def test_ntu_skeleton_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CHI3D json
+
 
 def test_chi3d_json_conversion_and_errors(tmp_path):
   root = tmp_path / 'chi3d'
@@ -238,7 +261,8 @@ def test_chi3d_json_conversion_and_errors(tmp_path):
   data = json.loads(bad.read_text())
   data['body_pose'] = np.zeros((2, len(data['transl'][0]), 20, 3, 3)).tolist()
   bad.write_text(json.dumps(data))
-  with pytest.raises(errors.DataError, match=r"Hug 5.json: field 'body_pose' has shape \[2, \d+, 20"):
+  with pytest.raises(errors.DataError,
+                     match=r"Hug 5.json: field 'body_pose' has shape \[2, \d+, 20"):
     chi3d_json.main([f'--root={root}', f'--out={tmp_path}/o2'])
   bad.write_text(json.dumps(data)[:500])
   with pytest.raises(errors.DataError, match='Hug 5.json: not valid JSON.*truncated'):
@@ -252,13 +276,17 @@ def test_chi3d_json_conversion_and_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- InterHuman
 
+
 def test_interhuman_conversion_and_errors(tmp_path):
   root = tmp_path / 'InterHuman'
   originals = {}
   for i, motion_id in enumerate(['1001', '1002', '1003']):
     a, r = fake_files.synthetic_people(4, i)
     pa, pr = fake_files.world_positions(a), fake_files.world_positions(r)
-    fake_files.write_interhuman_motion(root, motion_id, pa, pr,
+    fake_files.write_interhuman_motion(root,
+                                       motion_id,
+                                       pa,
+                                       pr,
                                        text='one waves.\r\nthe other waves back.\r\n')
     originals[motion_id] = (pa, pr)
   (root / 'split').mkdir()
@@ -273,10 +301,12 @@ def test_interhuman_conversion_and_errors(tmp_path):
   assert s['name'] == '1001' and s['text'] == 'one waves.' and s['label'] == 0
   # Full 22 body joints are observed: the retargeted body reproduces them (y-up again).
   np.testing.assert_allclose(fake_files.world_positions(s['actor'])[:, :22],
-                             originals['1001'][0][:, :22], atol=1e-4)
+                             originals['1001'][0][:, :22],
+                             atol=1e-4)
   t = records.RecordSource(tmp_path / 'out', 'test')[0]
   np.testing.assert_allclose(fake_files.world_positions(t['actor'])[:, :22],
-                             originals['1003'][1][:, :22], atol=1e-4)  # person2 is the actor
+                             originals['1003'][1][:, :22],
+                             atol=1e-4)  # person2 is the actor
 
   p2 = root / 'motions_processed' / 'person2' / '1001.npy'
   np.save(p2, np.zeros((10, 30), np.float32))

@@ -11,8 +11,8 @@ from regennet_jax.data import records
 from regennet_jax.data import synthetic
 from regennet_jax import errors
 
-
 # ----------------------------------------------------------------------------- synthetic
+
 
 def test_synthetic_is_deterministic_and_varied():
   a = synthetic.generate_sample(0, 5)
@@ -69,11 +69,15 @@ def test_handshake_hands_meet():
 
 # ----------------------------------------------------------------------------- records
 
+
 def _sample(frames=20, label=0, name='s'):
   rng = np.random.default_rng(frames + label)
-  return {'actor': rng.normal(size=(frames, 56, 3)).astype(np.float32),
-          'reactor': rng.normal(size=(frames, 56, 3)).astype(np.float32),
-          'label': label, 'name': name}
+  return {
+      'actor': rng.normal(size=(frames, 56, 3)).astype(np.float32),
+      'reactor': rng.normal(size=(frames, 56, 3)).astype(np.float32),
+      'label': label,
+      'name': name
+  }
 
 
 def test_records_round_trip(tmp_path):
@@ -112,9 +116,9 @@ def test_writer_rejects_bad_samples_with_names(tmp_path):
   bad = [
       (dict(_sample(), actor=np.zeros((5, 55, 3), np.float32)), r"'actor' has shape \(5, 55, 3\)"),
       (dict(_sample(), reactor=np.full((20, 56, 3), np.nan, np.float32)), "'reactor' contains NaN"),
-      (dict(_sample(), reactor=np.zeros((19, 56, 3), np.float32)), 'actor has 20 frames but reactor'),
-      (dict(_sample(), label=-1), "'label'"),
-      (dict(_sample(), label=4), 'outside the 1 classes'),
+      (dict(_sample(), reactor=np.zeros((19, 56, 3),
+                                        np.float32)), 'actor has 20 frames but reactor'),
+      (dict(_sample(), label=-1), "'label'"), (dict(_sample(), label=4), 'outside the 1 classes'),
   ]
   for sample, message in bad:
     with pytest.raises(errors.DataError, match=message):
@@ -139,6 +143,7 @@ def test_reader_detects_tampering(tmp_path):
 
 # ----------------------------------------------------------------------------- pipeline
 
+
 def test_rotations_on_numpy_arrays_stay_numpy_and_match_scipy():
   vecs = np.random.default_rng(0).normal(size=(100, 3))
   vecs[0] = 0.0
@@ -158,8 +163,10 @@ def test_window_pads_short_sequences_with_mask():
   np.testing.assert_array_equal(ex['reactor'][7:], np.repeat(ex['reactor'][6:7], 3, 0))
   # Translations are relative to the actor's root at the first frame.
   np.testing.assert_allclose(ex['actor'][0, 55, :3], 0.0)
-  np.testing.assert_allclose(ex['reactor'][3, 55, :3], s['reactor'][3, 55] - s['actor'][0, 55],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ex['reactor'][3, 55, :3],
+                             s['reactor'][3, 55] - s['actor'][0, 55],
+                             rtol=1e-5,
+                             atol=1e-6)
   np.testing.assert_array_equal(ex['actor'][:, 55, 3:], 0.0)
 
 
@@ -171,21 +178,26 @@ def test_window_random_crops_are_slices_covering_every_start():
   for _ in range(200):
     ex = pipeline.make_window(s, w, rng)
     assert ex['mask'].all()
-    matches = [k for k in range(5) if np.allclose(
-        ex['actor'][:, :55], rotations.axis_angle_to_rot6d(s['actor'][k:k + 10, :55]), atol=1e-6)]
+    matches = [
+        k for k in range(5) if np.allclose(ex['actor'][:, :55],
+                                           rotations.axis_angle_to_rot6d(s['actor'][k:k + 10, :55]),
+                                           atol=1e-6)
+    ]
     assert len(matches) == 1
     starts.add(matches[0])
   assert starts == {0, 1, 2, 3, 4}
   fixed = pipeline.make_window(s, pipeline.Windowing(10, crop='start'), rng)
   np.testing.assert_allclose(fixed['actor'][:, :55],
-                             rotations.axis_angle_to_rot6d(s['actor'][:10, :55]), atol=1e-6)
+                             rotations.axis_angle_to_rot6d(s['actor'][:10, :55]),
+                             atol=1e-6)
 
 
 def test_window_swap_exchanges_people():
   s = _sample(frames=12)
   ex = pipeline.make_window(s, pipeline.Windowing(12, crop='start', swap_prob=1.0),
                             np.random.default_rng(0))
-  np.testing.assert_allclose(ex['actor'][:, :55], rotations.axis_angle_to_rot6d(s['reactor'][:, :55]),
+  np.testing.assert_allclose(ex['actor'][:, :55],
+                             rotations.axis_angle_to_rot6d(s['reactor'][:, :55]),
                              atol=1e-6)
   np.testing.assert_allclose(ex['actor'][0, 55, :3], 0.0)  # re-centred on the new actor
   with pytest.raises(ValueError, match='crop'):
@@ -222,7 +234,12 @@ def test_dataset_shards_hosts_disjointly():
   w = pipeline.Windowing(8, crop='start')
   seen = []
   for host in range(3):
-    ds = pipeline.make_dataset(src, 2, w, shuffle=False, repeat=False, shard_index=host,
+    ds = pipeline.make_dataset(src,
+                               2,
+                               w,
+                               shuffle=False,
+                               repeat=False,
+                               shard_index=host,
                                shard_count=3)
     seen.append([int(x) for b in ds for x in b['label']])
   assert sorted(sum(seen, [])) == list(range(12))
@@ -234,7 +251,10 @@ def test_dataset_shards_hosts_disjointly():
 def test_synthetic_has_no_constant_channels():
   # Real captures vary in every rot6d component; a constant one would make feature metrics (whose
   # input BatchNorm divides by the channel std) explode on any generated deviation.
-  motions = [pipeline.to_model_motion(s[k], 0) for s in synthetic.generate_split(0, 48)
-             for k in ('actor', 'reactor')]
+  motions = [
+      pipeline.to_model_motion(s[k], 0)
+      for s in synthetic.generate_split(0, 48)
+      for k in ('actor', 'reactor')
+  ]
   std = np.concatenate(motions).std(axis=0)[:55]
   assert std.min() > 5e-4, np.unravel_index(std.argmin(), std.shape)

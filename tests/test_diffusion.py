@@ -13,7 +13,8 @@ def test_cosine_schedule_matches_reference_values():
   np.testing.assert_allclose(betas[0], 4.13e-5, rtol=1e-2)
   assert betas[-1] == 0.999
   abar = np.cumprod(1 - betas)
-  np.testing.assert_allclose(abar[[0, 200, 400, 600, 800]], [0.99996, 0.8978, 0.6460, 0.3393, 0.0931],
+  np.testing.assert_allclose(abar[[0, 200, 400, 600, 800]],
+                             [0.99996, 0.8978, 0.6460, 0.3393, 0.0931],
                              atol=1e-4)
   np.testing.assert_allclose(abar[999], 2.4e-9, rtol=0.05)
 
@@ -41,7 +42,8 @@ def test_respacing():
   assert spaced.num_steps == 5
   np.testing.assert_array_equal(spaced.timestep_map, [0, 200, 400, 600, 800])
   # Kept steps keep their alpha-bar exactly.
-  np.testing.assert_allclose(spaced.alphas_cumprod, full.alphas_cumprod[spaced.timestep_map],
+  np.testing.assert_allclose(spaced.alphas_cumprod,
+                             full.alphas_cumprod[spaced.timestep_map],
                              rtol=1e-6)
 
 
@@ -81,7 +83,8 @@ def test_ddim_eta_one_matches_posterior_variance():
   xt = jnp.zeros((1, 1))
   t = jnp.array([3])
   sample = diffusion.ddim_step(sched, x0, xt, t, jnp.ones((1, 1)), eta=1.0)
-  np.testing.assert_allclose(float(sample[0, 0]), float(jnp.sqrt(sched.posterior_variance[3])),
+  np.testing.assert_allclose(float(sample[0, 0]),
+                             float(jnp.sqrt(sched.posterior_variance[3])),
                              rtol=1e-4)
 
 

@@ -35,12 +35,12 @@ def _lens_volume(r1, r2, d):
   if d >= r1 + r2:
     return 0.0
   if d <= abs(r1 - r2):
-    return 4 / 3 * np.pi * min(r1, r2) ** 3
-  return (np.pi * (r1 + r2 - d) ** 2 * (d * d + 2 * d * (r1 + r2) - 3 * (r1 - r2) ** 2)) / (12 * d)
+    return 4 / 3 * np.pi * min(r1, r2)**3
+  return (np.pi * (r1 + r2 - d)**2 * (d * d + 2 * d * (r1 + r2) - 3 * (r1 - r2)**2)) / (12 * d)
 
 
 def test_overlap_volume_of_two_balls_matches_the_lens_formula():
-  ball = lambda r: 4 / 3 * np.pi * r ** 3
+  ball = lambda r: 4 / 3 * np.pi * r**3
   cases = ((0.1, 0.1, 0.05), (0.12, 0.05, 0.1), (0.1, 0.1, 0.14), (0.05, 0.05, 0.03),
            (0.12, 0.04, 0.05), (0.12, 0.05, 0.14), (0.1, 0.1, 0.25))
   for r1, r2, d in cases:
@@ -62,7 +62,7 @@ def test_two_bodies_in_the_same_place_overlap_by_a_whole_body():
   pts = rng.uniform(lo, hi, size=(400_000, 3))
   inside = np.zeros(len(pts), bool)
   for c, r in zip(centres, radii):
-    inside |= np.sum((pts - c) ** 2, axis=1) < r * r
+    inside |= np.sum((pts - c)**2, axis=1) < r * r
   body_volume = inside.mean() * np.prod(hi - lo)
   np.testing.assert_allclose(volume, body_volume, rtol=0.05)
   # Apart, nothing overlaps.
@@ -113,7 +113,7 @@ def test_latency_is_the_gap_between_the_two_onsets():
   frames = 40
   actor = _still(frames)
   reactor = _still(frames, at=(0, 0, 1.0), turn=True)
-  actor[5:] += [0, 0, 0.3]     # the actor steps at frame 5
+  actor[5:] += [0, 0, 0.3]  # the actor steps at frame 5
   reactor[12:] += [0, 0, 0.3]  # the reactor 7 frames later
   assert interaction.onset(actor) == 5 and interaction.onset(reactor) == 12
   metrics = interaction.sequence_metrics(actor, reactor, 'retreat', FPS)

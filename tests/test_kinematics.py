@@ -26,16 +26,24 @@ def test_parity_with_smplx_package(smplx_npz):
   motion, aa = _random_motion(rng, (batch,))
   betas = rng.normal(0, 1.0, (10,)).astype(np.float32)
 
-  layer = smplx.SMPLXLayer(model_path=str(smplx_npz), ext='npz', num_betas=10,
-                           num_expression_coeffs=10, use_pca=False)
-  mats = torch.from_numpy(Rotation.from_rotvec(aa.reshape(-1, 3)).as_matrix()
-                          .astype(np.float32).reshape(batch, 55, 3, 3))
+  layer = smplx.SMPLXLayer(model_path=str(smplx_npz),
+                           ext='npz',
+                           num_betas=10,
+                           num_expression_coeffs=10,
+                           use_pca=False)
+  mats = torch.from_numpy(
+      Rotation.from_rotvec(aa.reshape(-1,
+                                      3)).as_matrix().astype(np.float32).reshape(batch, 55, 3, 3))
   with torch.no_grad():
-    out = layer(
-        betas=torch.from_numpy(np.tile(betas, (batch, 1))),
-        global_orient=mats[:, 0:1], body_pose=mats[:, 1:22], jaw_pose=mats[:, 22:23],
-        leye_pose=mats[:, 23:24], reye_pose=mats[:, 24:25], left_hand_pose=mats[:, 25:40],
-        right_hand_pose=mats[:, 40:55], expression=torch.zeros(batch, 10))
+    out = layer(betas=torch.from_numpy(np.tile(betas, (batch, 1))),
+                global_orient=mats[:, 0:1],
+                body_pose=mats[:, 1:22],
+                jaw_pose=mats[:, 22:23],
+                leye_pose=mats[:, 23:24],
+                reye_pose=mats[:, 24:25],
+                left_hand_pose=mats[:, 25:40],
+                right_hand_pose=mats[:, 40:55],
+                expression=torch.zeros(batch, 10))
   ref = out.joints[:, :55].numpy()
   ref = ref - ref[:, :1]  # the original makes joints root-relative
 
@@ -86,21 +94,24 @@ def test_fk_rigid_properties():
   # Bone lengths are preserved by any pose.
   np.testing.assert_allclose(np.linalg.norm(joints[..., 1:, :] - joints[..., parents, :], axis=-1),
                              np.broadcast_to(np.linalg.norm(rest[1:] - rest[parents], axis=-1),
-                                             joints.shape[:-2] + (54,)), atol=1e-5)
+                                             joints.shape[:-2] + (54,)),
+                             atol=1e-5)
   # Turning the root turns the whole (root-relative) body with it.
   turn = Rotation.from_rotvec([0.0, 1.2, 0.0])
   turned = motion.copy()
   root = Rotation.from_rotvec(aa[..., 0, :].reshape(-1, 3))
   turned[..., 0, :] = (turn * root).as_matrix()[:, :2, :].reshape(4, 3, 6)
   joints_turned = np.asarray(kinematics.motion_to_joints(jnp.asarray(turned), rest))
-  np.testing.assert_allclose(joints_turned, joints @ turn.as_matrix().T.astype(np.float32), atol=1e-5)
+  np.testing.assert_allclose(joints_turned,
+                             joints @ turn.as_matrix().T.astype(np.float32),
+                             atol=1e-5)
 
 
 def test_fk_gradients_flow_and_are_finite():
   rng = np.random.default_rng(2)
   rest = skeleton.builtin_rest_joints()
   motion, _ = _random_motion(rng, (2, 5))
-  grad = jax.jit(jax.grad(lambda m: jnp.sum(kinematics.motion_to_joints(m, rest)[..., 20, :] ** 2)))(
+  grad = jax.jit(jax.grad(lambda m: jnp.sum(kinematics.motion_to_joints(m, rest)[..., 20, :]**2)))(
       jnp.asarray(motion))
   grad = np.asarray(grad)
   assert np.all(np.isfinite(grad))
@@ -122,7 +133,9 @@ def test_loader_errors_name_file_and_field(tmp_path, smplx_npz):
   path = _write_npz(tmp_path / 'no_regressor.npz', **bad)
   with pytest.raises(errors.DataError, match=r"no_regressor.npz.*'J_regressor' is missing"):
     skeleton.load_smplx_rest_joints(path)
-  path = _write_npz(tmp_path / 'wrong_shape.npz', **{**good, 'J_regressor': good['J_regressor'][:24]})
+  path = _write_npz(tmp_path / 'wrong_shape.npz', **{
+      **good, 'J_regressor': good['J_regressor'][:24]
+  })
   with pytest.raises(errors.DataError, match=r'wrong_shape.npz.*J_regressor has shape \(24,'):
     skeleton.load_smplx_rest_joints(path)
   smpl_tree = good['kintree_table'].copy()

@@ -24,7 +24,7 @@ def _motion(rng, b, t, angle=0.5):
 
 def _original_masked_l2(a, b, mask):
   """The original's masked_l2 in its own layout: sum((a-b)^2 m) / (sum(m) * a.shape[1] * a.shape[2])."""
-  loss = ((a - b) ** 2 * mask).reshape(a.shape[0], -1).sum(1)
+  loss = ((a - b)**2 * mask).reshape(a.shape[0], -1).sum(1)
   return loss / (mask.reshape(a.shape[0], -1).sum(1) * a.shape[1] * a.shape[2])
 
 
@@ -49,26 +49,30 @@ def test_interaction_losses_match_original_formulas(normalization):
   b, t = 3, 9
   actor, x0, pred = (_motion(rng, b, t) for _ in range(3))
   mask = np.ones((b, t), np.float32)
-  terms = losses.loss_terms(jnp.asarray(actor), jnp.asarray(x0), jnp.asarray(pred), jnp.asarray(mask),
-                            REST, losses.LossWeights(normalization=normalization))
+  terms = losses.loss_terms(jnp.asarray(actor), jnp.asarray(x0),
+                            jnp.asarray(pred), jnp.asarray(mask), REST,
+                            losses.LossWeights(normalization=normalization))
   A, X, P = map(_to_original_layout, (actor, x0, pred))
   m3 = mask[:, None, :]  # the original's y['mask'].squeeze(1): [B, 1, T]
   # The original's 3-D masked_l2 divides by T once more (T^2 in all); the paper's form by T.
   extra = 1.0 if normalization == 'code' else float(t)
 
   def rel_angle(a, x):
-    ra = Rotation.from_matrix(rotations.rot6d_to_matrix(jnp.asarray(a[:, 0].transpose(0, 2, 1)))
-                              .reshape(-1, 3, 3).__array__())
-    rx = Rotation.from_matrix(np.asarray(rotations.rot6d_to_matrix(
-        jnp.asarray(x[:, 0].transpose(0, 2, 1)))).reshape(-1, 3, 3))
+    ra = Rotation.from_matrix(
+        rotations.rot6d_to_matrix(jnp.asarray(a[:, 0].transpose(0, 2, 1))).reshape(-1, 3,
+                                                                                   3).__array__())
+    rx = Rotation.from_matrix(
+        np.asarray(rotations.rot6d_to_matrix(jnp.asarray(x[:, 0].transpose(0, 2,
+                                                                           1)))).reshape(-1, 3, 3))
     return (ra.inv() * rx).magnitude().reshape(b, 1, t)
 
   orient = _original_masked_l2(rel_angle(A, X), rel_angle(A, P), m3) * extra
   np.testing.assert_allclose(terms['orient'], orient, rtol=1e-4)
 
   tr = lambda m: m[:, 55, 0:3]  # [B, 3, T]
-  transl = _original_masked_l2(np.linalg.norm(tr(A) - tr(X), axis=1)[:, None],
-                               np.linalg.norm(tr(A) - tr(P), axis=1)[:, None], m3) * extra
+  transl = _original_masked_l2(
+      np.linalg.norm(tr(A) - tr(X), axis=1)[:, None],
+      np.linalg.norm(tr(A) - tr(P), axis=1)[:, None], m3) * extra
   np.testing.assert_allclose(terms['transl'], transl, rtol=1e-4)
 
   joints = lambda m: np.transpose(np.asarray(kinematics.motion_to_joints(jnp.asarray(m), REST)),
@@ -85,13 +89,15 @@ def test_interaction_losses_match_original_formulas(normalization):
 def test_orientation_loss_hand_computed():
   # Actor faces forward, GT reactor turned 90 deg, prediction turned 30 deg: delta = 60 deg each frame.
   b, t = 1, 4
+
   def turned(deg):
     m = np.zeros((b, t, 56, 6), np.float32)
     m[..., :55, :] = [1, 0, 0, 0, 1, 0]
     m[..., 0, :] = Rotation.from_euler('y', deg, degrees=True).as_matrix()[:2].reshape(6)
     return jnp.asarray(m)
+
   mask = jnp.ones((b, t))
-  delta2 = np.deg2rad(60) ** 2
+  delta2 = np.deg2rad(60)**2
   code = losses.orientation_loss(turned(0), turned(90), turned(30), mask, 'code')
   paper = losses.orientation_loss(turned(0), turned(90), turned(30), mask, 'paper')
   np.testing.assert_allclose(code, [t * delta2 / t**2], rtol=1e-5)
@@ -110,7 +116,7 @@ def test_joint_distance_loss_hand_computed():
   dist = np.linalg.norm(rel - rel * [-1, 1, -1], axis=1)
   got = losses.joint_distance_loss(joints(ident), joints(ident), joints(pred), jnp.ones((1, 2)),
                                    'paper')
-  np.testing.assert_allclose(got, [np.mean(dist ** 2)], rtol=1e-4)
+  np.testing.assert_allclose(got, [np.mean(dist**2)], rtol=1e-4)
 
 
 def test_velocity_and_foot_contact_losses():
@@ -121,7 +127,8 @@ def test_velocity_and_foot_contact_losses():
   sliding[0, :, 55, 0] = 0.1 * np.arange(t)  # whole body slides 0.1 m per frame in x
   mask = jnp.ones((1, t))
   # Rotations are equal: no velocity error (translation row is excluded from vel).
-  np.testing.assert_allclose(losses.velocity_loss(jnp.asarray(still), jnp.asarray(sliding), mask), [0])
+  np.testing.assert_allclose(losses.velocity_loss(jnp.asarray(still), jnp.asarray(sliding), mask),
+                             [0])
   wobble = still.copy()
   wobble[0, 1::2, :55, 0] += 1.0
   np.testing.assert_allclose(losses.velocity_loss(jnp.asarray(still), jnp.asarray(wobble), mask),
@@ -139,16 +146,19 @@ def test_gradients_flow_through_forward_kinematics():
   rng = np.random.default_rng(1)
   actor, x0, pred = (jnp.asarray(_motion(rng, 2, 6)) for _ in range(3))
   mask = jnp.ones((2, 6))
+
   def body(p):
     joints = kinematics.motion_to_joints(jnp.stack([actor, x0, p]), REST)
     return jnp.sum(losses.joint_distance_loss(joints[0], joints[1], joints[2], mask))
+
   g = np.asarray(jax.jit(jax.grad(body))(pred))
   assert np.all(np.isfinite(g))
   assert np.abs(g[..., 1:22, :]).sum() > 0  # body joint rotations receive gradient through FK
   weights = losses.LossWeights(rcxyz=1.0, vel=1.0, fc=1.0)
-  total = lambda p: jnp.sum(losses.total_loss(losses.loss_terms(actor, x0, p, mask, REST, weights),
-                                              weights))
-  g = np.asarray(jax.jit(jax.grad(total))(x0))  # at pred == GT several terms have zero-distance kinks
+  total = lambda p: jnp.sum(
+      losses.total_loss(losses.loss_terms(actor, x0, p, mask, REST, weights), weights))
+  g = np.asarray(jax.jit(
+      jax.grad(total))(x0))  # at pred == GT several terms have zero-distance kinks
   assert np.all(np.isfinite(g))
 
 
@@ -162,8 +172,11 @@ def test_total_loss_weights_terms():
 
 def test_diffusion_loss_trains_a_tiny_model():
   rng = np.random.default_rng(2)
-  batch = {'actor': jnp.asarray(_motion(rng, 4, 8)), 'reactor': jnp.asarray(_motion(rng, 4, 8)),
-           'mask': jnp.ones((4, 8))}
+  batch = {
+      'actor': jnp.asarray(_motion(rng, 4, 8)),
+      'reactor': jnp.asarray(_motion(rng, 4, 8)),
+      'mask': jnp.ones((4, 8))
+  }
   model = Denoiser(num_layers=1, latent_dim=32, ff_size=64, num_heads=4, dropout=0.0)
   params = model.init(jax.random.PRNGKey(0), batch['reactor'], jnp.zeros((4,), jnp.int32),
                       batch['actor'])
@@ -174,15 +187,16 @@ def test_diffusion_loss_trains_a_tiny_model():
     fn = lambda x, t: model.apply(p, x, t, batch['actor'])
     return losses.diffusion_loss(fn, sched, batch, key, REST, weights)
 
-  (loss, terms), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
-      params, jax.random.PRNGKey(1))
+  (loss, terms), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params,
+                                                                            jax.random.PRNGKey(1))
   assert np.isfinite(float(loss))
   assert set(terms) >= {'rot_mse', 'orient', 'body', 'transl', 'loss', 't'}
   np.testing.assert_allclose(float(loss), float(terms['loss'].mean()), rtol=1e-6)
   assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
   # A few plain gradient steps on a fixed key lower the loss.
-  step = jax.jit(lambda p: jax.tree_util.tree_map(
-      lambda w, g: w - 0.05 * g, p, jax.grad(lambda q: loss_fn(q, jax.random.PRNGKey(1))[0])(p)))
+  step = jax.jit(
+      lambda p: jax.tree_util.tree_map(lambda w, g: w - 0.05 * g, p,
+                                       jax.grad(lambda q: loss_fn(q, jax.random.PRNGKey(1))[0])(p)))
   p = params
   for _ in range(10):
     p = step(p)

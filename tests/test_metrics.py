@@ -12,7 +12,7 @@ def test_fid_closed_form_for_diagonal_gaussians():
   mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
   var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
   # For commuting (diagonal) covariances tr sqrt(S1 S2) = sum sqrt(v1 v2).
-  expected = np.sum((mu1 - mu2) ** 2) + np.sum(var1 + var2 - 2 * np.sqrt(var1 * var2))
+  expected = np.sum((mu1 - mu2)**2) + np.sum(var1 + var2 - 2 * np.sqrt(var1 * var2))
   got = metrics.fid_from_stats(mu1, np.diag(var1), mu2, np.diag(var2))
   np.testing.assert_allclose(got, expected, rtol=1e-6)  # = 5 + (1 + 1 + 4) = 11
 
@@ -36,7 +36,10 @@ def test_multimodality_divides_by_all_labels():
   # Label 0: two points 2 apart; label 1: identical points; label 2 absent.
   feats = np.array([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0], [5.0, 5.0]])
   labels = np.array([0, 0, 1, 1])
-  got = metrics.multimodality(feats, labels, num_labels=3, rng=np.random.default_rng(0),
+  got = metrics.multimodality(feats,
+                              labels,
+                              num_labels=3,
+                              rng=np.random.default_rng(0),
                               per_label=20000)
   # label 0 contributes ~ 20000 * (2 * 1/2); label 1 contributes 0; divided by 20000 * 3.
   np.testing.assert_allclose(got, 1.0 / 3.0, rtol=0.03)
@@ -50,8 +53,9 @@ def test_kid_known_values():
   assert abs(same) < 0.01 and shifted > 100 * abs(same)  # unbiased: ~0 for equal distributions
   # Tiny hand-computed case: 1-D points, kernel (xy + 1)^3.
   a, b = np.array([[0.0], [1.0]]), np.array([[2.0], [3.0]])
-  k = lambda u, v: (u * v + 1) ** 3
-  expected = (2 * k(0, 1)) / 2 + (2 * k(2, 3)) / 2 - 2 * np.mean([k(0, 2), k(0, 3), k(1, 2), k(1, 3)])
+  k = lambda u, v: (u * v + 1)**3
+  expected = (2 * k(0, 1)) / 2 + (2 * k(2, 3)) / 2 - 2 * np.mean(
+      [k(0, 2), k(0, 3), k(1, 2), k(1, 3)])
   np.testing.assert_allclose(metrics.kid(a, b, np.random.default_rng(0), num_subsets=3), expected)
 
 
@@ -89,8 +93,8 @@ def _released_loop(num_available, num_samples, batch_size):
 def test_original_sample_count_matches_the_released_batching():
   from regennet_jax.evaluation.protocol import original_sample_count
   assert original_sample_count(3845, 1000, 64) == 1000  # NTU test
-  assert original_sample_count(74, 1000, 64) == 40      # Chi3D test: the paper's quirk
-  assert original_sample_count(300, 1000, 64) == 232    # Chi3D train
+  assert original_sample_count(74, 1000, 64) == 40  # Chi3D test: the paper's quirk
+  assert original_sample_count(300, 1000, 64) == 232  # Chi3D train
   for available in (64, 70, 130, 500, 1100, 4000):
     for num in (10, 64, 100, 1000):
       for batch in (4, 16, 64):

@@ -29,15 +29,16 @@ def test_paper_config_parameter_count():
   t = jnp.zeros((1,), jnp.int32)
   shapes = jax.eval_shape(Denoiser().init, jax.random.PRNGKey(0), x, t, x)
   assert count_params(shapes['params']) == 26_803_024
-  shapes = jax.eval_shape(Denoiser(cond_mode='action', num_actions=26).init,
-                          jax.random.PRNGKey(0), x, t, x, jnp.zeros((1,), jnp.int32))
+  shapes = jax.eval_shape(
+      Denoiser(cond_mode='action', num_actions=26).init, jax.random.PRNGKey(0), x, t, x,
+      jnp.zeros((1,), jnp.int32))
   assert count_params(shapes['params']) == 26_803_024 + 26 * 512
 
 
 def test_sinusoidal_table_interleaves_sin_cos():
   table = sinusoidal_table(10, 8)
   pos, i = 7, 2
-  freq = 10000 ** (-2 * i / 8)
+  freq = 10000**(-2 * i / 8)
   np.testing.assert_allclose(table[pos, 2 * i], np.sin(pos * freq), atol=1e-6)
   np.testing.assert_allclose(table[pos, 2 * i + 1], np.cos(pos * freq), atol=1e-6)
 
@@ -176,7 +177,8 @@ def test_single_token_cross_attention_equals_general_attention():
   assert jax.tree_util.tree_map(np.shape, params) == jax.tree_util.tree_map(
       np.shape, general.init(jax.random.PRNGKey(0), h, memory))
   np.testing.assert_allclose(fast.apply(params, h, memory, True),
-                             general.apply(params, h, memory), atol=1e-5)
+                             general.apply(params, h, memory),
+                             atol=1e-5)
   # Training: attention dropout keeps each head's weight (as 1/(1-p)) or drops it, per frame;
   # on average that is the deterministic output.
   draw = lambda k: fast.apply(params, h, memory, False, rngs={'dropout': k})
@@ -192,13 +194,14 @@ def test_bfloat16_matmuls_same_parameters_close_outputs(arch):
   fast = Denoiser(arch=arch, matmul_dtype='bfloat16', **TINY)
   params = _init(exact, x, t, actor)['params']
   fast_shapes = jax.eval_shape(fast.init, jax.random.PRNGKey(0), x, t, actor)['params']
-  assert (jax.tree_util.tree_map(lambda p: (p.shape, p.dtype), params)
-          == jax.tree_util.tree_map(lambda p: (p.shape, p.dtype), fast_shapes))
+  assert (jax.tree_util.tree_map(lambda p: (p.shape, p.dtype),
+                                 params) == jax.tree_util.tree_map(lambda p: (p.shape, p.dtype),
+                                                                   fast_shapes))
   want = np.asarray(exact.apply({'params': params}, x, t, actor))
   apply_fast = jax.jit(lambda p: fast.apply({'params': p}, x, t, actor))
   got = np.asarray(apply_fast(params))
   assert got.dtype == np.float32
-  rel = np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2))
+  rel = np.sqrt(np.mean((got - want)**2) / np.mean(want**2))
   assert 1e-5 < rel < 2e-2, rel  # bfloat16 rounding (~0.4% per operand), nothing worse
   # The layers' matrix multiplies really take bfloat16 operands and accumulate in float32.
   mixed = re.findall(r'dot_general.*\(tensor<\S*xbf16>, tensor<\S*xbf16>\) -> tensor<\S*xf32>',

@@ -17,12 +17,20 @@ def _free_port():
 
 def _run_two_processes(workdir, steps):
   port = _free_port()
-  procs = [subprocess.Popen(
-      RUN + [f'--workdir={workdir}', f'--coordinator_address=localhost:{port}', '--num_processes=2',
-             f'--process_id={i}'] + cli_overrides(**{'train.num_steps': steps,
-                                                     'train.checkpoint_every': 2}),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
-      for i in range(2)]
+  procs = [
+      subprocess.Popen(RUN + [
+          f'--workdir={workdir}', f'--coordinator_address=localhost:{port}', '--num_processes=2',
+          f'--process_id={i}'
+      ] + cli_overrides(**{
+          'train.num_steps': steps,
+          'train.checkpoint_every': 2
+      }),
+                       stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE,
+                       text=True,
+                       env=ENV,
+                       cwd=ROOT) for i in range(2)
+  ]
   outs = []
   for p in procs:
     out, err = p.communicate(timeout=400)

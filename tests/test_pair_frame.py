@@ -26,8 +26,8 @@ def _turn_world(motion, degrees):
   """Rotates whole people [B, T, 56, 6] about the vertical by `degrees` (an independent route)."""
   q = Rotation.from_euler('y', degrees, degrees=True)
   m = np.array(motion)
-  root = Rotation.from_matrix(np.asarray(rotations.rot6d_to_matrix(jnp.asarray(m[..., 0, :])))
-                              .reshape(-1, 3, 3))
+  root = Rotation.from_matrix(
+      np.asarray(rotations.rot6d_to_matrix(jnp.asarray(m[..., 0, :]))).reshape(-1, 3, 3))
   m[..., 0, :] = (q * root).as_matrix()[:, :2].reshape(m.shape[:2] + (6,))
   m[..., 55, :3] = q.apply(m[..., 55, :3].reshape(-1, 3)).reshape(m.shape[:2] + (3,))
   return jnp.asarray(m)
@@ -59,14 +59,20 @@ def test_samplers_in_the_actor_frame_turn_with_the_world():
   schedule = diffusion.make_schedule('cosine', 1000, 'ddim5')
   label = jnp.zeros((len(actor),), jnp.int32)
   key = jax.random.PRNGKey(2)
-  run = lambda a, frame: np.asarray(jax.jit(sample.make_sampler(model, schedule,
-                                                                actor_frame=frame))(params, a, label, key))
+  run = lambda a, frame: np.asarray(
+      jax.jit(sample.make_sampler(model, schedule, actor_frame=frame))(params, a, label, key))
   here, turned = run(actor, True), run(_turn_world(actor, -110), True)
   np.testing.assert_allclose(turned, _turn_world(here, -110), atol=2e-4)
   # Without the actor frame the network sees a different input when the world turns.
-  assert np.abs(run(_turn_world(actor, -110), False) - _turn_world(run(actor, False), -110)).max() > 1e-2
+  assert np.abs(run(_turn_world(actor, -110), False) -
+                _turn_world(run(actor, False), -110)).max() > 1e-2
   # Frame by frame, the stream reproduces the whole-sequence sampler in the actor frame too.
-  stream = streaming.ReactionStream(model, params, schedule, key, batch_size=len(actor),
-                                    max_frames=8, actor_frame=True)
+  stream = streaming.ReactionStream(model,
+                                    params,
+                                    schedule,
+                                    key,
+                                    batch_size=len(actor),
+                                    max_frames=8,
+                                    actor_frame=True)
   streamed = np.stack([stream.push(actor[:, f]) for f in range(actor.shape[1])], axis=1)
   np.testing.assert_allclose(streamed, here, atol=2e-4)

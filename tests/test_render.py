@@ -9,8 +9,10 @@ from tests import fake_files
 
 def test_gif_animation_and_contact_sheet(tmp_path):
   a, r = fake_files.synthetic_people(0, 1, frames=30)
-  people = {'actor': render.world_joints(pipeline.to_model_motion(a[:6], 0)),
-            'reactor': render.world_joints(pipeline.to_model_motion(r[:6], 0))}
+  people = {
+      'actor': render.world_joints(pipeline.to_model_motion(a[:6], 0)),
+      'reactor': render.world_joints(pipeline.to_model_motion(r[:6], 0))
+  }
   path = render.animate(people, tmp_path / 'clip.gif', title='high_five', fps=10)
   with Image.open(path) as im:
     assert im.n_frames == 6

@@ -40,7 +40,9 @@ def test_quaternion_matrix_round_trip_matches_scipy():
   sign = np.sign(np.sum(quat * ref, axis=1, keepdims=True))
   np.testing.assert_allclose(quat * sign, ref, atol=2e-6)
   assert np.all(quat[:, 0] >= 0)
-  np.testing.assert_allclose(np.asarray(rot.quaternion_to_matrix(jnp.asarray(quat))), mats, atol=2e-6)
+  np.testing.assert_allclose(np.asarray(rot.quaternion_to_matrix(jnp.asarray(quat))),
+                             mats,
+                             atol=2e-6)
 
 
 def test_matrix_to_axis_angle_round_trip_including_edges():
@@ -51,7 +53,8 @@ def test_matrix_to_axis_angle_round_trip_including_edges():
   np.testing.assert_allclose(back[interior], vecs[interior], atol=1e-5)
   # Near pi the axis-angle is only defined up to sign; the rotation must agree.
   np.testing.assert_allclose(Rotation.from_rotvec(back).as_matrix(),
-                             Rotation.from_rotvec(vecs).as_matrix(), atol=1e-4)
+                             Rotation.from_rotvec(vecs).as_matrix(),
+                             atol=1e-4)
 
 
 def test_rotation_angle_is_axis_angle_norm():
@@ -68,10 +71,12 @@ def test_rot6d_round_trip_and_gram_schmidt():
   # Arbitrary 6-vectors map to proper rotations whose first row is the normalised first triple.
   raw = np.random.default_rng(5).normal(size=(100, 6)).astype(np.float32)
   out = np.asarray(rot.rot6d_to_matrix(jnp.asarray(raw)))
-  np.testing.assert_allclose(out @ out.transpose(0, 2, 1), np.broadcast_to(np.eye(3), out.shape),
+  np.testing.assert_allclose(out @ out.transpose(0, 2, 1),
+                             np.broadcast_to(np.eye(3), out.shape),
                              atol=1e-5)
   np.testing.assert_allclose(np.linalg.det(out), 1.0, atol=1e-5)
-  np.testing.assert_allclose(out[:, 0], raw[:, :3] / np.linalg.norm(raw[:, :3], axis=1, keepdims=True),
+  np.testing.assert_allclose(out[:, 0],
+                             raw[:, :3] / np.linalg.norm(raw[:, :3], axis=1, keepdims=True),
                              atol=1e-6)
 
 
@@ -88,10 +93,14 @@ def test_batched_and_jitted_shapes():
 def test_gradients_finite_at_edges(angle):
   vec = jnp.array([0.0, 0.0, 1.0]) * angle + jnp.array([0.0, 0.0, 0.0])
   fns = {
-      'aa->R->angle': lambda v: rot.rotation_angle(rot.axis_angle_to_matrix(v)),
-      'aa->R->aa': lambda v: jnp.sum(rot.matrix_to_axis_angle(rot.axis_angle_to_matrix(v))),
-      'aa->6d->R': lambda v: jnp.sum(rot.rot6d_to_matrix(rot.axis_angle_to_rot6d(v)) ** 2 * 0.5
-                                     + rot.rot6d_to_matrix(rot.axis_angle_to_rot6d(v))),
+      'aa->R->angle':
+          lambda v: rot.rotation_angle(rot.axis_angle_to_matrix(v)),
+      'aa->R->aa':
+          lambda v: jnp.sum(rot.matrix_to_axis_angle(rot.axis_angle_to_matrix(v))),
+      'aa->6d->R':
+          lambda v: jnp.sum(
+              rot.rot6d_to_matrix(rot.axis_angle_to_rot6d(v))**2 * 0.5 + rot.rot6d_to_matrix(
+                  rot.axis_angle_to_rot6d(v))),
   }
   for name, fn in fns.items():
     g = jax.grad(fn)(vec)

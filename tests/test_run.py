@@ -47,9 +47,10 @@ def test_train_then_sample(tmp_path):
   assert len(data['action']) == len(data['reactor'])
 
   # bfloat16 matmuls, 12 reactions in passes of 2: the speed options work from the command line.
-  proc = _run([f'--workdir={workdir}', '--mode=sample', '--config.sample.num_repetitions=3',
-               '--config.sample.matmul_dtype=bfloat16', '--config.sample.chunk_size=2']
-              + cli_overrides())
+  proc = _run([
+      f'--workdir={workdir}', '--mode=sample', '--config.sample.num_repetitions=3',
+      '--config.sample.matmul_dtype=bfloat16', '--config.sample.chunk_size=2'
+  ] + cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = _last_json(proc.stdout)
   assert result['checkpoint_step'] == 6 and result['shape'] == [4, 3, 12, 56, 6]
@@ -60,8 +61,10 @@ def test_train_then_sample(tmp_path):
   assert data['reactor_axis_angle'].shape == (4, 3, 12, 55, 3)
   assert not np.allclose(data['reactor'][:, 0], data['reactor'][:, 1])  # independent draws
 
-  proc = _run([f'--workdir={workdir}', '--mode=stream', '--config.stream.batch_size=2',
-               '--config.stream.max_frames=20'] + cli_overrides())
+  proc = _run([
+      f'--workdir={workdir}', '--mode=stream', '--config.stream.batch_size=2',
+      '--config.stream.max_frames=20'
+  ] + cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = _last_json(proc.stdout)
   assert report['frames'] == 12 and report['latency']['frames'] == 11
@@ -79,18 +82,26 @@ def test_bad_input_gets_one_clear_line(tmp_path):
   assert "error: model.matmul_dtype must be 'float32' or 'bfloat16', got 'half'" in proc.stderr
   proc = _run([f'--workdir={tmp_path}/b', '--mode=sample'] + cli_overrides())
   assert proc.returncode == 1 and 'holds no checkpoint; train first' in proc.stderr
-  proc = _run([f'--workdir={tmp_path}/c', '--config.data.name=chi3d',
-               f'--config.data.path={tmp_path}/nowhere'] + cli_overrides())
+  proc = _run([
+      f'--workdir={tmp_path}/c', '--config.data.name=chi3d',
+      f'--config.data.path={tmp_path}/nowhere'
+  ] + cli_overrides())
   assert proc.returncode == 1 and 'nowhere: not a dataset directory' in proc.stderr
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])  # preemption, Ctrl-C
 def test_interrupt_saves_and_the_next_run_resumes(tmp_path, sig):
   workdir = tmp_path / 'run'
-  args = [f'--workdir={workdir}'] + cli_overrides(**{'train.num_steps': 100000,
-                                                      'train.checkpoint_every': 100000})
-  proc = subprocess.Popen(RUN + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=ENV, cwd=ROOT)
+  args = [f'--workdir={workdir}'] + cli_overrides(**{
+      'train.num_steps': 100000,
+      'train.checkpoint_every': 100000
+  })
+  proc = subprocess.Popen(RUN + args,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE,
+                          text=True,
+                          env=ENV,
+                          cwd=ROOT)
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 300
   while time.time() < deadline and (not metrics.exists() or
@@ -112,22 +123,38 @@ def test_interrupt_saves_and_the_next_run_resumes(tmp_path, sig):
 
 def test_train_from_a_converted_dataset_directory(tmp_path):
   env = dict(ENV, PYTHONPATH=ROOT)
-  proc = subprocess.run([sys.executable, '-m', 'data_prep.make_synthetic', f'--out={tmp_path}/ds',
-                         '--train_size=12', '--test_size=6', '--min_frames=14', '--max_frames=20'],
-                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+  proc = subprocess.run([
+      sys.executable, '-m', 'data_prep.make_synthetic', f'--out={tmp_path}/ds', '--train_size=12',
+      '--test_size=6', '--min_frames=14', '--max_frames=20'
+  ],
+                        capture_output=True,
+                        text=True,
+                        cwd=ROOT,
+                        env=env,
+                        timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  proc = _run([f'--workdir={tmp_path}/run', '--config.data.name=synthetic_disk',
-               f'--config.data.path={tmp_path}/ds'] + cli_overrides(**{'train.num_steps': 2}))
+  proc = _run([
+      f'--workdir={tmp_path}/run', '--config.data.name=synthetic_disk',
+      f'--config.data.path={tmp_path}/ds'
+  ] + cli_overrides(**{'train.num_steps': 2}))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _last_json(proc.stdout)['steps'] == 2
 
 
 def test_recognizer_and_evaluation_modes(tmp_path):
   workdir = str(tmp_path / 'run')
-  tiny = cli_overrides(**{'recognizer.width': 0.125, 'recognizer.batch_size': 4,
-                          'recognizer.num_steps': 3, 'eval.num_seeds': 2, 'eval.num_samples': 6,
-                          'eval.batch_size': 4, 'eval.kid_subsets': 2, 'eval.diversity_pairs': 10,
-                          'eval.multimodality_pairs': 3})
+  tiny = cli_overrides(
+      **{
+          'recognizer.width': 0.125,
+          'recognizer.batch_size': 4,
+          'recognizer.num_steps': 3,
+          'eval.num_seeds': 2,
+          'eval.num_samples': 6,
+          'eval.batch_size': 4,
+          'eval.kid_subsets': 2,
+          'eval.diversity_pairs': 10,
+          'eval.multimodality_pairs': 3
+      })
   proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny)
   assert proc.returncode == 1 and 'holds no checkpoint' in proc.stderr
   assert _run([f'--workdir={workdir}'] + tiny).returncode == 0

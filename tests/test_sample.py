@@ -52,8 +52,9 @@ def test_chunked_sampler_matches_the_whole_batch_sampler(method, guidance):
   params = model.init(jax.random.PRNGKey(0), actor[:1], label[:1], actor[:1], label[:1])['params']
   sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
   key = jax.random.PRNGKey(4)
-  run = lambda chunk: np.asarray(jax.jit(sample.make_sampler(
-      model, sched, method, guidance_scale=guidance, chunk_size=chunk))(params, actor, label, key))
+  run = lambda chunk: np.asarray(
+      jax.jit(sample.make_sampler(model, sched, method, guidance_scale=guidance, chunk_size=chunk))
+      (params, actor, label, key))
   whole = run(6)
   np.testing.assert_allclose(run(2), whole, atol=1e-5)
   np.testing.assert_allclose(run(4), whole, atol=1e-5)  # 2 chunks of 3

@@ -28,7 +28,12 @@ def test_stream_reproduces_the_whole_sequence_sampler(method, respacing):
   sched = diffusion.make_schedule('cosine', 1000, respacing)
   key = jax.random.PRNGKey(3)
   full = np.asarray(jax.jit(sample.make_sampler(model, sched, method))(params, actor, label, key))
-  stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=16,
+  stream = streaming.ReactionStream(model,
+                                    params,
+                                    sched,
+                                    key,
+                                    batch_size=B,
+                                    max_frames=16,
                                     method=method)
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=2e-5)
@@ -42,20 +47,32 @@ def test_stream_with_classifier_free_guidance():
   model, params, actor, label = _setup(cond_mode='action', num_actions=4, cond_mask_prob=0.1)
   sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
   key = jax.random.PRNGKey(5)
-  full = np.asarray(jax.jit(sample.make_sampler(model, sched, 'ddim', guidance_scale=2.5))(
-      params, actor, label, key))
-  stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T,
-                                    guidance_scale=2.5, label=label)
+  full = np.asarray(
+      jax.jit(sample.make_sampler(model, sched, 'ddim', guidance_scale=2.5))(params, actor, label,
+                                                                             key))
+  stream = streaming.ReactionStream(model,
+                                    params,
+                                    sched,
+                                    key,
+                                    batch_size=B,
+                                    max_frames=T,
+                                    guidance_scale=2.5,
+                                    label=label)
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=2e-5)
-  unguided = np.asarray(jax.jit(sample.make_sampler(model, sched, 'ddim'))(params, actor, label, key))
+  unguided = np.asarray(
+      jax.jit(sample.make_sampler(model, sched, 'ddim'))(params, actor, label, key))
   assert not np.allclose(frames, unguided, atol=1e-3)
 
 
 def test_stream_rejects_misuse():
   model, params, actor, _ = _setup()
   sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
-  stream = streaming.ReactionStream(model, params, sched, jax.random.PRNGKey(0), batch_size=B,
+  stream = streaming.ReactionStream(model,
+                                    params,
+                                    sched,
+                                    jax.random.PRNGKey(0),
+                                    batch_size=B,
                                     max_frames=2)
   with pytest.raises(ValueError, match=r'expected \(2, 56, 6\)'):
     stream.push(actor[:1, 0])

@@ -33,7 +33,8 @@ def test_train_writes_checkpoints_metrics_and_config(tmp_path):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
   straight, _ = train_lib.train(tiny_config(), str(tmp_path / 'a'), progress=False)
-  first, _ = train_lib.train(tiny_config(**{'train.num_steps': 3}), str(tmp_path / 'b'),
+  first, _ = train_lib.train(tiny_config(**{'train.num_steps': 3}),
+                             str(tmp_path / 'b'),
                              progress=False)
   assert int(first.step) == 3
   # A hard kill after logging steps 4-5 but before their checkpoint, mid-way through a line.
@@ -45,7 +46,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
   loss_a = [r['loss'] for r in _metrics(tmp_path / 'a')]
   loss_b = [r['loss'] for r in _metrics(tmp_path / 'b')]
   np.testing.assert_allclose(loss_b, loss_a, rtol=1e-6)
-  for a, b in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+  for a, b in zip(jax.tree_util.tree_leaves(straight.params),
+                  jax.tree_util.tree_leaves(resumed.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
@@ -54,9 +56,12 @@ def test_resume_refuses_a_different_model(tmp_path):
   with pytest.raises(errors.RunError, match='model.latent_dim=32.*64'):
     train_lib.train(tiny_config(**{'model.latent_dim': 64}), str(tmp_path), progress=False)
   # Matmul precision changes the arithmetic, not the parameters: the run continues with it.
-  state, summary = train_lib.train(
-      tiny_config(**{'train.num_steps': 5, 'model.matmul_dtype': 'bfloat16'}), str(tmp_path),
-      progress=False)
+  state, summary = train_lib.train(tiny_config(**{
+      'train.num_steps': 5,
+      'model.matmul_dtype': 'bfloat16'
+  }),
+                                   str(tmp_path),
+                                   progress=False)
   assert int(state.step) == 5 and summary["start_step"] == 3
 
 
@@ -113,8 +118,13 @@ _DEVICES_SCRIPT = textwrap.dedent('''
 def test_four_devices_match_one_device(tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
   # Run from the repository root, which `python -c` puts on sys.path.
-  proc = subprocess.run([sys.executable, '-c', _DEVICES_SCRIPT.format(tmp=str(tmp_path))],
-                        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+  proc = subprocess.run(
+      [sys.executable, '-c', _DEVICES_SCRIPT.format(tmp=str(tmp_path))],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   losses = json.loads(proc.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(losses['4'], losses['1'], rtol=1e-4)
@@ -152,13 +162,20 @@ def test_ema_warm_up_forgets_the_initialisation_quickly():
 
 
 def test_learning_rate_schedules():
-  rates = lambda **kw: [float(factory.learning_rate_schedule(tiny_config(**kw))(s))
-                        for s in (0, 5, 10, 55, 100)]
+  rates = lambda **kw: [
+      float(factory.learning_rate_schedule(tiny_config(**kw))(s)) for s in (0, 5, 10, 55, 100)
+  ]
   assert rates(**{'train.learning_rate': 1e-3}) == [1e-3] * 5  # the paper's: constant from step 0
   warm = rates(**{'train.learning_rate': 1e-3, 'train.warmup_steps': 10})
   np.testing.assert_allclose(warm, [0, 5e-4, 1e-3, 1e-3, 1e-3], atol=1e-9)
-  cos = rates(**{'train.learning_rate': 1e-3, 'train.warmup_steps': 10, 'train.num_steps': 100,
-                 'train.lr_schedule': 'cosine', 'train.final_lr_fraction': 0.1})
+  cos = rates(
+      **{
+          'train.learning_rate': 1e-3,
+          'train.warmup_steps': 10,
+          'train.num_steps': 100,
+          'train.lr_schedule': 'cosine',
+          'train.final_lr_fraction': 0.1
+      })
   # Half way through the decay the rate is half way between peak and end; it ends at the end.
   np.testing.assert_allclose(cos, [0, 5e-4, 1e-3, 5.5e-4, 1e-4], atol=1e-9)
   with pytest.raises(errors.ConfigError, match="train.lr_schedule must be one of"):

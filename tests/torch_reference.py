@@ -52,9 +52,13 @@ class CMDM(nn.Module):
       self.seqTransDecoder = nn.TransformerDecoder(
           nn.TransformerDecoderLayer(d, heads, ff, 0.1, activation='gelu'), layers)
     else:
-      self.seqTransEncoder = nn.TransformerEncoder(
-          nn.TransformerEncoderLayer(d, heads, ff, 0.1, activation='gelu'), layers,
-          enable_nested_tensor=False)
+      self.seqTransEncoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(d,
+                                                                              heads,
+                                                                              ff,
+                                                                              0.1,
+                                                                              activation='gelu'),
+                                                   layers,
+                                                   enable_nested_tensor=False)
     self.embed_timestep = _Time(d)
     if actions:
       self.embed_action = _Action(actions, d)
@@ -83,14 +87,13 @@ class CMDM(nn.Module):
 
 class STGCNBlock(nn.Module):
   """mmskeleton's st_gcn block (gcn 1x1 conv to K*out, graph einsum, tcn BN-ReLU-conv9-BN)."""
-
   def __init__(self, cin, cout, stride, residual, k=3):
     super().__init__()
     self.k = k
     self.gcn = nn.Module()
     self.gcn.conv = nn.Conv2d(cin, cout * k, (1, 1))
-    self.tcn = nn.Sequential(nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, (9, 1), (stride, 1),
-                                                                         (4, 0)),
+    self.tcn = nn.Sequential(nn.BatchNorm2d(cout), nn.ReLU(),
+                             nn.Conv2d(cout, cout, (9, 1), (stride, 1), (4, 0)),
                              nn.BatchNorm2d(cout), nn.Dropout(0.0))
     if not residual:
       self.residual = None
@@ -109,7 +112,6 @@ class STGCNBlock(nn.Module):
 
 class STGCN(nn.Module):
   """The two-person ST-GCN evaluator, mmskeleton layout: input [N, C=6, T, V=56, M=2]."""
-
   def __init__(self, adjacency, num_classes, width=0.25):
     super().__init__()
     self.register_buffer('A', torch.as_tensor(adjacency))
@@ -119,7 +121,8 @@ class STGCN(nn.Module):
     cin = [6] + chans[:-1]
     self.st_gcn_networks = nn.ModuleList(
         [STGCNBlock(cin[i], chans[i], strides[i], i > 0) for i in range(10)])
-    self.edge_importance = nn.ParameterList([nn.Parameter(torch.ones(self.A.shape)) for _ in range(10)])
+    self.edge_importance = nn.ParameterList(
+        [nn.Parameter(torch.ones(self.A.shape)) for _ in range(10)])
     self.fcn = nn.Conv2d(chans[-1], num_classes, 1)
 
   def forward(self, x):

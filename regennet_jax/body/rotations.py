@@ -75,10 +75,11 @@ def quaternion_to_matrix(quat):
   r, i, j, k = xp.moveaxis(quat, -1, 0)
   two_s = 2.0 / xp.sum(quat * quat, axis=-1)
   m = xp.stack([
-      1 - two_s * (j * j + k * k), two_s * (i * j - k * r), two_s * (i * k + j * r),
-      two_s * (i * j + k * r), 1 - two_s * (i * i + k * k), two_s * (j * k - i * r),
-      two_s * (i * k - j * r), two_s * (j * k + i * r), 1 - two_s * (i * i + j * j),
-  ], axis=-1)
+      1 - two_s * (j * j + k * k), two_s * (i * j - k * r), two_s * (i * k + j * r), two_s *
+      (i * j + k * r), 1 - two_s * (i * i + k * k), two_s * (j * k - i * r), two_s *
+      (i * k - j * r), two_s * (j * k + i * r), 1 - two_s * (i * i + j * j),
+  ],
+               axis=-1)
   return m.reshape(quat.shape[:-1] + (3, 3))
 
 
@@ -93,18 +94,19 @@ def matrix_to_quaternion(matrix):
   m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
   m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
   m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-  q_abs = _safe_sqrt(xp.stack([
-      1.0 + m00 + m11 + m22,
-      1.0 + m00 - m11 - m22,
-      1.0 - m00 + m11 - m22,
-      1.0 - m00 - m11 + m22,
-  ], axis=-1))
+  q_abs = _safe_sqrt(
+      xp.stack([
+          1.0 + m00 + m11 + m22, 1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22,
+          1.0 - m00 - m11 + m22,
+      ],
+               axis=-1))
   candidates = xp.stack([
-      xp.stack([q_abs[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
-      xp.stack([m21 - m12, q_abs[..., 1] ** 2, m10 + m01, m02 + m20], axis=-1),
-      xp.stack([m02 - m20, m10 + m01, q_abs[..., 2] ** 2, m12 + m21], axis=-1),
-      xp.stack([m10 - m01, m20 + m02, m21 + m12, q_abs[..., 3] ** 2], axis=-1),
-  ], axis=-2)
+      xp.stack([q_abs[..., 0]**2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
+      xp.stack([m21 - m12, q_abs[..., 1]**2, m10 + m01, m02 + m20], axis=-1),
+      xp.stack([m02 - m20, m10 + m01, q_abs[..., 2]**2, m12 + m21], axis=-1),
+      xp.stack([m10 - m01, m20 + m02, m21 + m12, q_abs[..., 3]**2], axis=-1),
+  ],
+                        axis=-2)
   candidates = candidates / (2.0 * xp.maximum(q_abs[..., None], 0.1))
   best = xp.argmax(q_abs, axis=-1)
   quat = xp.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
@@ -123,8 +125,7 @@ def axis_angle_to_quaternion(axis_angle):
   """[..., 3] -> [..., 4] (w, x, y, z)."""
   xp = _xp(axis_angle)
   angle = safe_norm(axis_angle, keepdims=True)
-  return xp.concatenate(
-      [xp.cos(0.5 * angle), axis_angle * _sin_half_over_angle(angle)], axis=-1)
+  return xp.concatenate([xp.cos(0.5 * angle), axis_angle * _sin_half_over_angle(angle)], axis=-1)
 
 
 def quaternion_to_axis_angle(quat):

@@ -76,7 +76,6 @@ def stack_windows(source, indices, windowing: Windowing, rng: np.random.Generato
 
 
 class _WindowTransform(grain.transforms.RandomMap):
-
   def __init__(self, windowing):
     self.windowing = windowing
 
@@ -84,24 +83,36 @@ class _WindowTransform(grain.transforms.RandomMap):
     return make_window(sample, self.windowing, rng)
 
 
-def make_dataset(source, batch_size, windowing: Windowing, seed=0, shuffle=True, repeat=True,
-                 drop_remainder=True, shard_index=0, shard_count=1, num_threads=2, prefetch=4):
+def make_dataset(source,
+                 batch_size,
+                 windowing: Windowing,
+                 seed=0,
+                 shuffle=True,
+                 repeat=True,
+                 drop_remainder=True,
+                 shard_index=0,
+                 shard_count=1,
+                 num_threads=2,
+                 prefetch=4):
   """A grain IterDataset of batches from a random-access `source` (list or RecordSource).
 
   `shard_index/shard_count` split the sequences between hosts (pass jax.process_index() and
   jax.process_count()); each host then batches `batch_size` examples of its own share.
   """
   if len(source) < shard_count:
-    raise errors.DataError(f'{source!r} has {len(source)} sequences, fewer than {shard_count} hosts.')
+    raise errors.DataError(
+        f'{source!r} has {len(source)} sequences, fewer than {shard_count} hosts.')
   ds = grain.MapDataset.source(source).seed(seed)
   if shard_count > 1:
     ds = ds[shard_index::shard_count]
   if drop_remainder and len(ds) < batch_size and not repeat:
-    raise errors.DataError(f'{source!r}: {len(ds)} sequences per host cannot fill one batch of {batch_size}.')
+    raise errors.DataError(
+        f'{source!r}: {len(ds)} sequences per host cannot fill one batch of {batch_size}.')
   if shuffle:
     ds = ds.shuffle()
   if repeat:
     ds = ds.repeat()
   ds = ds.random_map(_WindowTransform(windowing))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
+  return ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))

@@ -36,17 +36,17 @@ def validate_sample(sample, where):
     if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[1:] != (56, 3):
       shape = getattr(arr, 'shape', type(arr).__name__)
       raise errors.DataError(f'{where}: field {field!r} has shape {shape}, expected [T, 56, 3] '
-                               '(55 axis-angle joints + translation row).')
+                             '(55 axis-angle joints + translation row).')
     if arr.shape[0] < 1:
       raise errors.DataError(f'{where}: field {field!r} has no frames.')
     if not np.all(np.isfinite(arr)):
       raise errors.DataError(f'{where}: field {field!r} contains NaN or Inf.')
   if sample['actor'].shape[0] != sample['reactor'].shape[0]:
     raise errors.DataError(f"{where}: actor has {sample['actor'].shape[0]} frames but reactor has "
-                             f"{sample['reactor'].shape[0]}.")
+                           f"{sample['reactor'].shape[0]}.")
   if not isinstance(sample.get('label'), (int, np.integer)) or sample['label'] < 0:
     raise errors.DataError(f"{where}: field 'label' must be a non-negative int, "
-                             f"got {sample.get('label')!r}.")
+                           f"got {sample.get('label')!r}.")
 
 
 def encode(sample):
@@ -69,14 +69,20 @@ class DatasetWriter:
       with DatasetWriter(root, name='chi3d', class_names=[...], fps=50) as w:
         for s in samples: w.add('train', s)
   """
-
   def __init__(self, root, name, class_names, fps, source='', overwrite=False):
     self.root = os.path.abspath(os.fspath(root))
     if os.path.exists(self.root) and not overwrite:
-      raise errors.OutputExistsError(f'{self.root} already exists; pass overwrite=True (--overwrite) to replace.')
+      raise errors.OutputExistsError(
+          f'{self.root} already exists; pass overwrite=True (--overwrite) to replace.')
     self.tmp = f'{self.root}.incomplete-{os.getpid()}'
-    self.info = {'format': FORMAT, 'name': name, 'class_names': list(class_names), 'fps': fps,
-                 'source': source, 'splits': {}}
+    self.info = {
+        'format': FORMAT,
+        'name': name,
+        'class_names': list(class_names),
+        'fps': fps,
+        'source': source,
+        'splits': {}
+    }
     self.writers = {}
 
   def __enter__(self):
@@ -88,7 +94,7 @@ class DatasetWriter:
     validate_sample(sample, f"{self.info['name']}/{split}/{sample.get('name', '?')}")
     if not 0 <= int(sample['label']) < len(self.info['class_names']):
       raise errors.DataError(f"{sample.get('name', '?')}: label {sample['label']} is outside the "
-                               f"{len(self.info['class_names'])} classes.")
+                             f"{len(self.info['class_names'])} classes.")
     if split not in self.writers:
       self.writers[split] = array_record_module.ArrayRecordWriter(
           os.path.join(self.tmp, f'{split}.array_record'), 'group_size:1')
@@ -113,25 +119,26 @@ class DatasetWriter:
 def read_info(root):
   path = os.path.join(os.fspath(root), INFO_FILE)
   if not os.path.exists(path):
-    if os.path.isdir(root) and any('.incomplete-' in n for n in os.listdir(os.path.dirname(
-        os.path.abspath(root)) or '.')):
+    if os.path.isdir(root) and any(
+        '.incomplete-' in n for n in os.listdir(os.path.dirname(os.path.abspath(root)) or '.')):
       raise errors.DataError(f'{root}: no {INFO_FILE}; a conversion may have been interrupted. '
-                               'Run the converter again.')
-    raise errors.DataError(f'{root}: not a dataset directory (missing {INFO_FILE}). Create one with '
-                             'a data_prep converter.')
+                             'Run the converter again.')
+    raise errors.DataError(
+        f'{root}: not a dataset directory (missing {INFO_FILE}). Create one with '
+        'a data_prep converter.')
   with open(path) as f:
     try:
       info = json.load(f)
     except json.JSONDecodeError as e:
       raise errors.DataError(f'{path}: not valid JSON ({e}).') from e
   if info.get('format') != FORMAT:
-    raise errors.DataError(f"{path}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}.")
+    raise errors.DataError(
+        f"{path}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}.")
   return info
 
 
 class RecordSource:
   """Random access to one split: len() and [i] -> sample dict (grain RandomAccessDataSource)."""
-
   def __init__(self, root, split):
     self.info = read_info(root)
     if split not in self.info['splits']:
@@ -140,7 +147,7 @@ class RecordSource:
     self._source = array_record_data_source.ArrayRecordDataSource([self.path])
     if len(self._source) != self.info['splits'][split]:
       raise errors.DataError(f"{self.path}: holds {len(self._source)} records but {INFO_FILE} says "
-                               f"{self.info['splits'][split]}.")
+                             f"{self.info['splits'][split]}.")
 
   def __len__(self):
     return len(self._source)

@@ -20,8 +20,9 @@ def load_splits(data_config):
                                     data_config.synthetic_max_frames)
     return list(train), list(test), list(synthetic.ACTIONS)
   if not data_config.path:
-    raise errors.ConfigError(f'config.data.path is empty; data.name={data_config.name!r} needs a dataset '
-                             'directory made by a data_prep converter.')
+    raise errors.ConfigError(
+        f'config.data.path is empty; data.name={data_config.name!r} needs a dataset '
+        'directory made by a data_prep converter.')
   train = records.RecordSource(data_config.path, 'train')
   test = records.RecordSource(data_config.path, 'test')
   return train, test, train.info['class_names']

@@ -25,14 +25,14 @@ from regennet_jax.body import skeleton
 
 FPS = 30
 ACTIONS = (
-    'handshake',           # actor offers a hand; reactor takes it and both shake
-    'high_five',           # actor raises a palm; reactor slaps it
-    'push',                # actor pushes the chest; reactor is pushed back, leans back, guards
-    'punch',               # actor punches at the head; reactor dodges sideways
-    'hug',                 # actor steps in with open arms; reactor wraps its arms around the actor
-    'wave',                # actor waves; reactor waves back
-    'approach_retreat',    # actor walks towards the reactor; reactor backs away
-    'pass_object',         # actor holds out an object; reactor reaches, takes it and pulls it in
+    'handshake',  # actor offers a hand; reactor takes it and both shake
+    'high_five',  # actor raises a palm; reactor slaps it
+    'push',  # actor pushes the chest; reactor is pushed back, leans back, guards
+    'punch',  # actor punches at the head; reactor dodges sideways
+    'hug',  # actor steps in with open arms; reactor wraps its arms around the actor
+    'wave',  # actor waves; reactor waves back
+    'approach_retreat',  # actor walks towards the reactor; reactor backs away
+    'pass_object',  # actor holds out an object; reactor reaches, takes it and pulls it in
 )
 
 # Joint indices used below.
@@ -40,8 +40,10 @@ PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, SPINE3, NECK, HEAD = 0, 1,
 L_COLLAR, R_COLLAR = 13, 14
 L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 16, 17, 18, 19, 20, 21
 L_PALM, R_PALM = 28, 43  # first knuckle of the middle finger: the centre of the hand
-_ARM = {'left': (L_COLLAR, L_SHOULDER, L_ELBOW, L_WRIST, 1.0),
-        'right': (R_COLLAR, R_SHOULDER, R_ELBOW, R_WRIST, -1.0)}
+_ARM = {
+    'left': (L_COLLAR, L_SHOULDER, L_ELBOW, L_WRIST, 1.0),
+    'right': (R_COLLAR, R_SHOULDER, R_ELBOW, R_WRIST, -1.0)
+}
 REST = skeleton.builtin_rest_joints()
 _PELVIS_HEIGHT = -float(REST[[10, 11], 1].min())
 _UP = np.array([0.0, 1.0, 0.0])
@@ -69,7 +71,6 @@ def _yaw_vectors(yaw):
 
 class _Person:
   """Procedural layer: per-joint Euler-angle offsets (radians, extrinsic x, y, z) and a path."""
-
   def __init__(self, frames):
     self.frames = frames
     self.angles = np.zeros((frames, 55, 3))
@@ -85,9 +86,10 @@ def _euler_xyz_to_matrix(angles):
   """[..., 3] extrinsic x-then-y-then-z angles -> [..., 3, 3] = Rz Ry Rx (scipy's 'xyz', faster)."""
   cx, cy, cz = np.cos(angles[..., 0]), np.cos(angles[..., 1]), np.cos(angles[..., 2])
   sx, sy, sz = np.sin(angles[..., 0]), np.sin(angles[..., 1]), np.sin(angles[..., 2])
-  rows = [cy * cz, sx * sy * cz - cx * sz, cx * sy * cz + sx * sz,
-          cy * sz, sx * sy * sz + cx * cz, cx * sy * sz - sx * cz,
-          -sy, sx * cy, cx * cy]
+  rows = [
+      cy * cz, sx * sy * cz - cx * sz, cx * sy * cz + sx * sz, cy * sz, sx * sy * sz + cx * cz,
+      cx * sy * sz - sx * cz, -sy, sx * cy, cx * cy
+  ]
   return np.stack(rows, axis=-1).reshape(angles.shape[:-1] + (3, 3))
 
 
@@ -111,7 +113,6 @@ def _blend(r0, r1, weight):
 class _Body:
   """A person placed in the world: local joint rotations [T, 55, 3, 3] (the root's includes the
   facing) and the pelvis translation [T, 3]; arms can be posed towards world targets."""
-
   def __init__(self, person, position, yaw):
     self.forward, self.left = _yaw_vectors(yaw)
     self.local = _euler_xyz_to_matrix(person.angles)
@@ -142,8 +143,8 @@ class _Body:
     dist = np.linalg.norm(to_target, axis=-1, keepdims=True)
     n = to_target / np.maximum(dist, 1e-9)
     dist = np.clip(dist, abs(upper - lower) + 1e-3, 0.999 * (upper + lower))
-    along = (upper ** 2 - lower ** 2 + dist ** 2) / (2 * dist)
-    height = np.sqrt(np.maximum(upper ** 2 - along ** 2, 0.0))
+    along = (upper**2 - lower**2 + dist**2) / (2 * dist)
+    height = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
     pole = np.broadcast_to(pole, n.shape)
     m = pole - np.sum(pole * n, axis=-1, keepdims=True) * n
     m = m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-9)
@@ -200,8 +201,8 @@ def _idle(p, t, rng):
   # Right-hand fingers curl the other way round the z axis, as the hands are mirrored.
   curl = curl * np.where(joints >= 40, -1.0, 1.0)
   knots = rng.normal(0, 0.04, (3, 33, 3))
-  knots[:, fingers, 2] += curl[fingers]     # fingers curl about z
-  knots[:, ~fingers, 0] += curl[~fingers]   # the jaw opens (and the eyes turn) about x
+  knots[:, fingers, 2] += curl[fingers]  # fingers curl about z
+  knots[:, ~fingers, 0] += curl[~fingers]  # the jaw opens (and the eyes turn) about x
   p.angles[:, 22:] += (_interpolation_weights(t, 3) @ knots.reshape(3, -1)).reshape(-1, 33, 3)
 
 
@@ -256,8 +257,8 @@ def generate_pair(action, rng, frames):
     _lean(r, env_r, forward=0.12)
     distance = rng.uniform(0.75, 0.9)
     actor, reactor = place(distance)
-    meet = (position + (distance / 2 - 0.05) * forward - rng.uniform(0.0, 0.08) * left
-            + (_PELVIS_HEIGHT + rng.uniform(0.1, 0.2)) * _UP)
+    meet = (position + (distance / 2 - 0.05) * forward - rng.uniform(0.0, 0.08) * left +
+            (_PELVIS_HEIGHT + rng.uniform(0.1, 0.2)) * _UP)
     shake = 0.04 * np.sin(2 * np.pi * 2.5 * speed * (t - react)) * np.minimum(env_a, env_r)
     actor.reach('right', meet + shake[:, None] * _UP, env_a, actor.arm_pole('right'))
     reactor.reach('right', actor.joint(R_PALM), env_r, reactor.arm_pole('right'))
@@ -266,8 +267,8 @@ def generate_pair(action, rng, frames):
     env_r = pulse(t, react, dur(0.4), dur(0.15), dur(0.5))
     distance = rng.uniform(0.75, 0.95)
     actor, reactor = place(distance)
-    top = (position + (distance / 2 - 0.05) * forward - rng.uniform(0.1, 0.2) * left
-           + (_PELVIS_HEIGHT + 0.45 + rng.uniform(0.15, 0.3)) * _UP)
+    top = (position + (distance / 2 - 0.05) * forward - rng.uniform(0.1, 0.2) * left +
+           (_PELVIS_HEIGHT + 0.45 + rng.uniform(0.15, 0.3)) * _UP)
     actor.reach('right', np.broadcast_to(top, (frames, 3)), env_a, actor.arm_pole('right'))
     reactor.reach('left', actor.joint(R_PALM), env_r, reactor.arm_pole('left'))
   elif name == 'push':
@@ -322,8 +323,8 @@ def generate_pair(action, rng, frames):
     height = rng.uniform(0.25, 0.35)
     for body, env, t0 in ((actor, env_a, start), (reactor, env_r, react)):
       sway = 0.12 * np.sin(2 * np.pi * 2.0 * speed * (t - t0))
-      hand = (body.joint(R_SHOULDER) + height * _UP + 0.1 * body.forward
-              - (0.2 + sway)[:, None] * body.left)
+      hand = (body.joint(R_SHOULDER) + height * _UP + 0.1 * body.forward -
+              (0.2 + sway)[:, None] * body.left)
       body.reach('right', hand, env, body.arm_pole('right', out=1.0, down=0.5, back=0.0))
   elif name == 'approach_retreat':
     walk = rng.uniform(0.6, 1.0)
@@ -337,8 +338,8 @@ def generate_pair(action, rng, frames):
     _lean(r, env_r, forward=0.1)
     distance = rng.uniform(0.85, 1.0)
     actor, reactor = place(distance)
-    held = (position + (distance / 2 - 0.05) * forward - rng.uniform(0.0, 0.12) * left
-            + (_PELVIS_HEIGHT + rng.uniform(0.05, 0.2)) * _UP)
+    held = (position + (distance / 2 - 0.05) * forward - rng.uniform(0.0, 0.12) * left +
+            (_PELVIS_HEIGHT + rng.uniform(0.05, 0.2)) * _UP)
     actor.reach('right', np.broadcast_to(held, (frames, 3)), env_a, actor.arm_pole('right'))
     pull = smoothstep((t - grab) / dur(0.4))[:, None]
     own = reactor.joint(SPINE3) + 0.3 * reactor.forward - 0.1 * _UP
@@ -355,8 +356,12 @@ def generate_sample(seed, index, min_frames=70, max_frames=110):
   label = index % len(ACTIONS)
   frames = int(rng.integers(min_frames, max_frames + 1))
   actor, reactor = generate_pair(label, rng, frames)
-  return {'actor': actor, 'reactor': reactor, 'label': label,
-          'name': f'synthetic_{seed}_{index:06d}_{ACTIONS[label]}'}
+  return {
+      'actor': actor,
+      'reactor': reactor,
+      'label': label,
+      'name': f'synthetic_{seed}_{index:06d}_{ACTIONS[label]}'
+  }
 
 
 def generate_split(seed, count, **kwargs):

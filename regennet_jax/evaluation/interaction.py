@@ -18,17 +18,17 @@ from scipy.stats import qmc
 
 from regennet_jax.body import skeleton
 
-HAND_POINTS = (20, 21, 28, 43)   # left/right wrist, left/right palm centre (middle-finger knuckle)
-CONTACT_DISTANCE_M = 0.10         # hand points closer than this touch
-ONSET_DISPLACEMENT_M = 0.15       # a person starts moving when a body joint has moved this far
+HAND_POINTS = (20, 21, 28, 43)  # left/right wrist, left/right palm centre (middle-finger knuckle)
+CONTACT_DISTANCE_M = 0.10  # hand points closer than this touch
+ONSET_DISPLACEMENT_M = 0.15  # a person starts moving when a body joint has moved this far
 EMBRACE_BAND_M = (0.35, 0.45, 0.25)  # |lateral|, below, above the partner's upper spine
-PUSHED_BACK_M = 0.20              # the reactor's pelvis moves this far away from the actor
+PUSHED_BACK_M = 0.20  # the reactor's pelvis moves this far away from the actor
 RETREAT_M = 0.30
-DODGE_M = 0.15                    # the reactor's head leaves its starting line this far sideways
-WAVE_MIN_SECONDS = 0.25           # a hand held above the head this long answers a wave
-FLOOR_CONTACT_M = 0.05            # a foot this close to the person's lowest foot height is planted
-FOOT_SKATE_SPEED = 0.5            # m/s of horizontal sliding while planted (2.5 cm at 20 fps)
-PENETRATION_TOLERANCE_M = 0.01    # overlaps shallower than this are not counted as penetration
+DODGE_M = 0.15  # the reactor's head leaves its starting line this far sideways
+WAVE_MIN_SECONDS = 0.25  # a hand held above the head this long answers a wave
+FLOOR_CONTACT_M = 0.05  # a foot this close to the person's lowest foot height is planted
+FOOT_SKATE_SPEED = 0.5  # m/s of horizontal sliding while planted (2.5 cm at 20 fps)
+PENETRATION_TOLERANCE_M = 0.01  # overlaps shallower than this are not counted as penetration
 
 BODY_JOINTS = tuple(range(22))
 FOOT_JOINTS = skeleton.FOOT_JOINTS
@@ -38,18 +38,27 @@ _UP = np.array([0.0, 1.0, 0.0])
 # The physical event each class is about, by class name (lower case). The synthetic classes, and
 # the classes of the real datasets whose event is one of these.
 EVENT_OF_CLASS = {
-    'handshake': 'hands_meet', 'high_five': 'hands_meet', 'pass_object': 'hands_meet',
-    'hug': 'embrace', 'push': 'pushed_back', 'punch': 'dodge', 'wave': 'wave_back',
+    'handshake': 'hands_meet',
+    'high_five': 'hands_meet',
+    'pass_object': 'hands_meet',
+    'hug': 'embrace',
+    'push': 'pushed_back',
+    'punch': 'dodge',
+    'wave': 'wave_back',
     'approach_retreat': 'retreat',
     # NTU RGB+D 120 and CHI3D
-    'handshaking': 'hands_meet', 'high-five': 'hands_meet', 'holdinghands': 'hands_meet',
-    'giving something to other person': 'hands_meet', 'exchange things with other person': 'hands_meet',
-    'hugging other person': 'embrace', 'pushing other person': 'pushed_back',
+    'handshaking': 'hands_meet',
+    'high-five': 'hands_meet',
+    'holdinghands': 'hands_meet',
+    'giving something to other person': 'hands_meet',
+    'exchange things with other person': 'hands_meet',
+    'hugging other person': 'embrace',
+    'pushing other person': 'pushed_back',
 }
 EVENTS = ('hands_meet', 'embrace', 'pushed_back', 'dodge', 'wave_back', 'retreat')
 
-
 # ----------------------------------------------------------------------------- events
+
 
 def hand_distance(actor, reactor):
   """[T]: the smallest distance between a hand point of each person."""
@@ -141,12 +150,12 @@ def onset(joints):
 
 # The body as spheres along bones: (from joint, to joint, radius m). A coarse adult volume model
 # that needs only joints, so it works without the (licensed) SMPL-X mesh.
-_BODY_SEGMENTS = (
-    (0, 3, 0.12), (3, 6, 0.12), (6, 9, 0.12), (9, 12, 0.09), (12, 15, 0.06), (15, 15, 0.10),
-    (0, 1, 0.09), (0, 2, 0.09), (1, 4, 0.07), (2, 5, 0.07), (4, 7, 0.05), (5, 8, 0.05),
-    (7, 10, 0.04), (8, 11, 0.04), (13, 16, 0.05), (14, 17, 0.05), (16, 18, 0.045),
-    (17, 19, 0.045), (18, 20, 0.035), (19, 21, 0.035), (20, 28, 0.03), (21, 43, 0.03),
-)
+_BODY_SEGMENTS = ((0, 3, 0.12), (3, 6, 0.12), (6, 9, 0.12), (9, 12, 0.09), (12, 15, 0.06),
+                  (15, 15, 0.10), (0, 1, 0.09), (0, 2, 0.09), (1, 4, 0.07), (2, 5, 0.07),
+                  (4, 7, 0.05), (5, 8, 0.05), (7, 10, 0.04), (8, 11, 0.04), (13, 16, 0.05),
+                  (14, 17, 0.05), (16, 18, 0.045), (17, 19, 0.045), (18, 20, 0.035),
+                  (19, 21, 0.035), (20, 28, 0.03), (21, 43, 0.03),
+                 )
 
 
 def _sphere_layout(rest=None):
@@ -187,8 +196,9 @@ _BALL = _unit_ball_points()
 
 def _sq_distances(x, y):
   """Squared distances [B, N, M] between points x [B, N, 3] and y [B, M, 3] (a batched matmul)."""
-  return np.maximum(np.sum(x * x, -1)[:, :, None] + np.sum(y * y, -1)[:, None]
-                    - 2 * np.einsum('bnd,bmd->bnm', x, y), 0.0)
+  return np.maximum(
+      np.sum(x * x, -1)[:, :, None] + np.sum(y * y, -1)[:, None] -
+      2 * np.einsum('bnd,bmd->bnm', x, y), 0.0)
 
 
 def _touching(centres_a, radii_a, centres_b, radii_b):
@@ -203,9 +213,9 @@ def _integrate_over(frame_of, sphere_of, centres_a, radii_a, centres_b, radii_b,
   for lo in range(0, len(frame_of), chunk):
     f, s = frame_of[lo:lo + chunk], sphere_of[lo:lo + chunk]
     pts = centres_a[f, s][:, None] + radii_a[s][:, None, None] * _BALL[None]  # [P, K, 3]
-    in_b = np.any(_sq_distances(pts, centres_b[f]) < radii_b ** 2, axis=-1)
-    cover = np.sum(_sq_distances(pts, centres_a[f]) < radii_a ** 2, axis=-1)
-    weight = 4.0 / 3.0 * np.pi * radii_a[s] ** 3 / len(_BALL)
+    in_b = np.any(_sq_distances(pts, centres_b[f]) < radii_b**2, axis=-1)
+    cover = np.sum(_sq_distances(pts, centres_a[f]) < radii_a**2, axis=-1)
+    weight = 4.0 / 3.0 * np.pi * radii_a[s]**3 / len(_BALL)
     np.add.at(volume, f, np.sum(weight[:, None] * in_b / np.maximum(cover, 1), axis=1))
   return volume
 
@@ -223,11 +233,11 @@ def overlap_volumes(centres_a, radii_a, centres_b, radii_b, chunk=512):
   frames = centres_a.shape[0]
   touch_a = _touching(centres_a, radii_a, centres_b, radii_b)
   touch_b = _touching(centres_b, radii_b, centres_a, radii_a)
-  over_a = (touch_a * radii_a ** 3).sum(1) <= (touch_b * radii_b ** 3).sum(1)  # [F]
+  over_a = (touch_a * radii_a**3).sum(1) <= (touch_b * radii_b**3).sum(1)  # [F]
   fa, sa = np.nonzero(touch_a & over_a[:, None])
   fb, sb = np.nonzero(touch_b & ~over_a[:, None])
-  return (_integrate_over(fa, sa, centres_a, radii_a, centres_b, radii_b, frames, chunk)
-          + _integrate_over(fb, sb, centres_b, radii_b, centres_a, radii_a, frames, chunk))
+  return (_integrate_over(fa, sa, centres_a, radii_a, centres_b, radii_b, frames, chunk) +
+          _integrate_over(fb, sb, centres_b, radii_b, centres_a, radii_a, frames, chunk))
 
 
 def penetration(actor, reactor):
@@ -259,6 +269,7 @@ def foot_skating(joints, fps):
 
 
 # ----------------------------------------------------------------------------- per class
+
 
 def sequence_metrics(actor, reactor, kind, fps):
   """Everything for one sequence (valid frames only): a dict of floats (None where undefined)."""
@@ -305,8 +316,8 @@ def per_class(actor, reactor, labels, class_names, fps, lengths=None):
     name = class_names[int(labels[i])]
     kind = EVENT_OF_CLASS.get(name.lower())
     n = int(lengths[i])
-    rows.setdefault(name, (kind, []))[1].append(
-        sequence_metrics(actor[i, :n], reactor[i, :n], kind, fps))
+    rows.setdefault(name,
+                    (kind, []))[1].append(sequence_metrics(actor[i, :n], reactor[i, :n], kind, fps))
   out = {}
   everything = []
   for name, (kind, seqs) in rows.items():
@@ -317,8 +328,11 @@ def per_class(actor, reactor, labels, class_names, fps, lengths=None):
 
 
 def _summarize(seqs, kind):
-  summary = {'event': kind, 'count': len(seqs),
-             'success_rate': _mean([s.get('success') for s in seqs]) if kind else None}
+  summary = {
+      'event': kind,
+      'count': len(seqs),
+      'success_rate': _mean([s.get('success') for s in seqs]) if kind else None
+  }
   for field in SUMMARY_FIELDS[1:]:
     summary[field] = _mean([s[field] for s in seqs])
   return summary
@@ -334,9 +348,11 @@ def compare(actor, real, generated, labels, class_names, fps, lengths=None):
 def markdown_table(table):
   """A markdown table of `compare`'s result: real vs generated per class."""
   fmt = lambda v, spec: '–' if v is None else format(v, spec)
-  lines = ['| class | event | n | success real / gen | latency ms real / gen | '
-           'penetration freq real / gen | penetration cm³ real / gen | foot skate real / gen |',
-           '|---|---|---|---|---|---|---|---|']
+  lines = [
+      '| class | event | n | success real / gen | latency ms real / gen | '
+      'penetration freq real / gen | penetration cm³ real / gen | foot skate real / gen |',
+      '|---|---|---|---|---|---|---|---|'
+  ]
   for name, rows in table.items():
     r, g = rows['real'], rows['generated']
     pair = lambda field, spec: f"{fmt(r[field], spec)} / {fmt(g[field], spec)}"

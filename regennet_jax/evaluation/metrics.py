@@ -58,7 +58,7 @@ def multimodality(features, labels, num_labels, rng, per_label=20):
 
 
 def _poly_kernel(x, y):
-  return (x @ y.T / x.shape[1] + 1.0) ** 3
+  return (x @ y.T / x.shape[1] + 1.0)**3
 
 
 def kid(features1, features2, rng, num_subsets=100, subset_size=1000):
@@ -71,8 +71,8 @@ def kid(features1, features2, rng, num_subsets=100, subset_size=1000):
     a = x[rng.choice(len(x), m, replace=False)]
     b = y[rng.choice(len(y), m, replace=False)]
     kxx, kyy, kxy = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
-    values.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) +
-                  (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    values.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) /
+                  (m * (m - 1)) - 2 * kxy.mean())
   return float(np.mean(values))
 
 
@@ -98,5 +98,9 @@ def summarize(values):
   proper 95% confidence half-width of the mean (1.96 x std / sqrt(n))."""
   v = np.asarray(values, np.float64)
   n = len(v)
-  return {'mean': float(v.mean()), 'paper_interval': float(1.96 * v.var()),
-          'ci95': float(1.96 * v.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0, 'n': n}
+  return {
+      'mean': float(v.mean()),
+      'paper_interval': float(1.96 * v.var()),
+      'ci95': float(1.96 * v.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+      'n': n
+  }

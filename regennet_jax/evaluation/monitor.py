@@ -33,8 +33,13 @@ def test_windows(config, test_src, count):
 
 class QualityMonitor:
   """Callable: params -> (scalars for the metrics log, per-class table, generated motions)."""
-
-  def __init__(self, config, workdir, test_src, class_names, count=None, respacing=None,
+  def __init__(self,
+               config,
+               workdir,
+               test_src,
+               class_names,
+               count=None,
+               respacing=None,
                method=None):
     """Scores min(count, split size) test actors (count defaults to eval.num_samples), sampling
     with `respacing` and `method` (default: eval.respacing and eval.method, the paper's
@@ -47,9 +52,8 @@ class QualityMonitor:
     self.lengths = self.batch['mask'].sum(1)
     self.actor_joints = render.world_joints(self.batch['actor'], self.rest)
     self.real_joints = render.world_joints(self.batch['reactor'], self.rest)
-    self.real_rows = interaction.per_class(self.actor_joints, self.real_joints,
-                                           self.batch['label'], self.class_names,
-                                           config.data.fps, self.lengths)
+    self.real_rows = interaction.per_class(self.actor_joints, self.real_joints, self.batch['label'],
+                                           self.class_names, config.data.fps, self.lengths)
     self.sampling = (config.eval.respacing if respacing is None else respacing,
                      config.eval.method if method is None else method)
     self.sampler = factory.make_sampler(config, len(class_names), *self.sampling)
@@ -72,12 +76,15 @@ class QualityMonitor:
     gen_joints = render.world_joints(generated, self.rest)
     gen_rows = interaction.per_class(self.actor_joints, gen_joints, self.batch['label'],
                                      self.class_names, self.config.data.fps, self.lengths)
-    table = {name: {'real': self.real_rows[name], 'generated': gen_rows[name]}
-             for name in self.real_rows}
+    table = {
+        name: {
+            'real': self.real_rows[name],
+            'generated': gen_rows[name]
+        } for name in self.real_rows
+    }
     scalars = summary_scalars(table)
     if self.recognizer is not None:
-      logits, feats = self.recognizer(
-          recognizer_lib.pair_input(self.batch['actor'], generated))
+      logits, feats = self.recognizer(recognizer_lib.pair_input(self.batch['actor'], generated))
       scalars['fid'] = metrics_lib.fid(self.real_features, feats)
       scalars['accuracy'] = metrics_lib.accuracy(logits, self.batch['label'])
     return scalars, table, generated
@@ -94,7 +101,7 @@ def summary_scalars(table):
     if real:
       ratios.append(gen / real)
   if ratios:
-    out['success_ratio_min'] = float(min(ratios))    # the worst class, generated / real
+    out['success_ratio_min'] = float(min(ratios))  # the worst class, generated / real
     out['success_ratio_mean'] = float(np.mean(ratios))
   both = table['all']
   for field in ('latency_ms', 'penetration_frequency', 'foot_skate_ratio'):

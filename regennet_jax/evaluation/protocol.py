@@ -48,11 +48,18 @@ def _draw(config, src, indices, rng):
 
 def _set_metrics(recog, x, labels, real_feats, num_classes, rng, e):
   logits, feats = recog(x)
-  out = {'accuracy': metrics.accuracy(logits, labels),
-         'fid': metrics.fid(real_feats, feats),
-         'diversity': metrics.diversity(feats, rng, e.diversity_pairs),
-         'multimodality': metrics.multimodality(feats, labels, num_classes, rng, e.multimodality_pairs),
-         'kid': metrics.kid(real_feats, feats, rng, e.kid_subsets, e.kid_subset_size)}
+  out = {
+      'accuracy':
+          metrics.accuracy(logits, labels),
+      'fid':
+          metrics.fid(real_feats, feats),
+      'diversity':
+          metrics.diversity(feats, rng, e.diversity_pairs),
+      'multimodality':
+          metrics.multimodality(feats, labels, num_classes, rng, e.multimodality_pairs),
+      'kid':
+          metrics.kid(real_feats, feats, rng, e.kid_subsets, e.kid_subset_size)
+  }
   out['precision'], out['recall'] = metrics.precision_recall(real_feats, feats)
   return out
 
@@ -66,11 +73,21 @@ def evaluate(config, workdir, params, splits, progress=True):
   recog, recog_info = recognizer_lib.load_recognizer(config, workdir, num_classes)
   sampler = factory.make_sampler(config, num_classes, e.respacing, e.method)
   mesh = sharding.local_mesh()
-  runs = {split: {'generated': {m: [] for m in METRICS}, 'real': {m: [] for m in METRICS}}
-          for split in ('train', 'test')}
-  counts = {split: (original_sample_count(len(src), e.num_samples, e.batch_size)
-                   if e.original_sample_counts else min(e.num_samples, len(src)))
-            for split, src in (('train', train_src), ('test', test_src))}
+  runs = {
+      split: {
+          'generated': {
+              m: [] for m in METRICS
+          },
+          'real': {
+              m: [] for m in METRICS
+          }
+      } for split in ('train', 'test')
+  }
+  counts = {
+      split: (original_sample_count(len(src), e.num_samples, e.batch_size)
+              if e.original_sample_counts else min(e.num_samples, len(src))
+             ) for split, src in (('train', train_src), ('test', test_src))
+  }
   for seed in tqdm(range(e.num_seeds), desc='eval seeds', disable=not progress):
     rng = np.random.default_rng(seed)
     for split, src in (('train', train_src), ('test', test_src)):
@@ -88,14 +105,22 @@ def evaluate(config, workdir, params, splits, progress=True):
       for m in METRICS:
         runs[split]['generated'][m].append(gen[m])
         runs[split]['real'][m].append(gt[m])
-  summary = {split: {kind: {m: metrics.summarize(v) for m, v in vals.items()}
-                     for kind, vals in kinds.items()} for split, kinds in runs.items()}
-  report = {'dataset': config.data.name, 'num_seeds': e.num_seeds,
-            'num_samples': counts,
-            'sampling': f'{e.method} {e.respacing}, {config.sample.matmul_dtype} matmuls',
-            'recognizer': recog_info, 'results': summary,
-            'per_class': interaction_per_class(config, workdir, params, test_src, class_names,
-                                               progress)}
+  summary = {
+      split: {
+          kind: {
+              m: metrics.summarize(v) for m, v in vals.items()
+          } for kind, vals in kinds.items()
+      } for split, kinds in runs.items()
+  }
+  report = {
+      'dataset': config.data.name,
+      'num_seeds': e.num_seeds,
+      'num_samples': counts,
+      'sampling': f'{e.method} {e.respacing}, {config.sample.matmul_dtype} matmuls',
+      'recognizer': recog_info,
+      'results': summary,
+      'per_class': interaction_per_class(config, workdir, params, test_src, class_names, progress)
+  }
   with open(os.path.join(workdir, 'eval_report.json'), 'w') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(workdir, 'eval_report.md'), 'w') as f:
@@ -107,9 +132,10 @@ def interaction_per_class(config, workdir, params, test_src, class_names, progre
   """Interaction metrics per class (interaction.py) on the test actors' windows from frame 0, for
   each evaluation seed: {class: {'real': row, 'generated': {field: summarize over seeds}}}."""
   monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names)
-  tables = [monitor(params, seed=seed)[1]
-            for seed in tqdm(range(config.eval.num_seeds), desc='interaction metrics',
-                             disable=not progress)]
+  tables = [
+      monitor(params, seed=seed)[1] for seed in tqdm(
+          range(config.eval.num_seeds), desc='interaction metrics', disable=not progress)
+  ]
   out = {}
   for name, first in tables[0].items():
     generated = {'event': first['generated']['event'], 'count': first['generated']['count']}
@@ -122,25 +148,34 @@ def interaction_per_class(config, workdir, params, test_src, class_names, progre
 
 
 def markdown(report):
-  lines = [f"# Evaluation: {report['dataset']}", '',
-           f"{report['num_seeds']} seeds; {report['num_samples']['train']} train-conditioned and "
-           f"{report['num_samples']['test']} test-conditioned actors per seed; sampling "
-           f"{report['sampling']}. Values are mean ± the paper's interval (1.96 × variance over "
-           'seeds); the proper 95% confidence half-width of the mean is in eval_report.json (ci95).',
-           '', '| split | reactor | FID ↓ | Acc ↑ | Div → | MM → | KID ↓ | Precision | Recall |',
-           '|---|---|---|---|---|---|---|---|---|']
+  lines = [
+      f"# Evaluation: {report['dataset']}", '',
+      f"{report['num_seeds']} seeds; {report['num_samples']['train']} train-conditioned and "
+      f"{report['num_samples']['test']} test-conditioned actors per seed; sampling "
+      f"{report['sampling']}. Values are mean ± the paper's interval (1.96 × variance over "
+      'seeds); the proper 95% confidence half-width of the mean is in eval_report.json (ci95).', '',
+      '| split | reactor | FID ↓ | Acc ↑ | Div → | MM → | KID ↓ | Precision | Recall |',
+      '|---|---|---|---|---|---|---|---|---|'
+  ]
   for split, kinds in report['results'].items():
     for kind in ('real', 'generated'):
       r = kinds[kind]
       cell = lambda m: f"{r[m]['mean']:.3f} ± {r[m]['paper_interval']:.3f}"
       lines.append(f'| {split} | {kind} | ' + ' | '.join(cell(m) for m in METRICS) + ' |')
   if report.get('per_class'):
-    means = {name: {'real': rows['real'],
-                    'generated': {k: (v['mean'] if isinstance(v, dict) else v)
-                                  for k, v in rows['generated'].items()}}
-             for name, rows in report['per_class'].items()}
-    lines += ['', '## Interactions, per class', '',
-              'Test actors, windows from frame 0; generated values are means over the evaluation '
-              'seeds (their 95% intervals are in eval_report.json). See report.md of a training '
-              'run for what each column measures.', '', interaction.markdown_table(means)]
+    means = {
+        name: {
+            'real': rows['real'],
+            'generated': {
+                k: (v['mean'] if isinstance(v, dict) else v) for k, v in rows['generated'].items()
+            }
+        } for name, rows in report['per_class'].items()
+    }
+    lines += [
+        '', '## Interactions, per class', '',
+        'Test actors, windows from frame 0; generated values are means over the evaluation '
+        'seeds (their 95% intervals are in eval_report.json). See report.md of a training '
+        'run for what each column measures.', '',
+        interaction.markdown_table(means)
+    ]
   return '\n'.join(lines) + '\n'

@@ -30,8 +30,12 @@ def train_recognizer(config, workdir, splits, progress=True):
   r = config.recognizer
   train_src, test_src, class_names = splits
   windowing = pipeline.Windowing(config.data.num_frames, 'random')
-  data = iter(pipeline.make_dataset(train_src, r.batch_size, windowing, seed=config.seed,
-                                    num_threads=config.data.num_threads))
+  data = iter(
+      pipeline.make_dataset(train_src,
+                            r.batch_size,
+                            windowing,
+                            seed=config.seed,
+                            num_threads=config.data.num_threads))
   model = STGCN(len(class_names), r.width)
   example = jnp.zeros((1, config.data.num_frames, 56, 12))
   variables = model.init(jax.random.PRNGKey(config.seed), example)
@@ -41,11 +45,17 @@ def train_recognizer(config, workdir, splits, progress=True):
   @jax.jit
   def step(variables, opt_state, x, y, key):
     def loss_fn(params):
-      (logits, _), updates = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
-                                         x, train=True, mutable=['batch_stats'],
+      (logits, _), updates = model.apply({
+          'params': params,
+          'batch_stats': variables['batch_stats']
+      },
+                                         x,
+                                         train=True,
+                                         mutable=['batch_stats'],
                                          rngs={'dropout': key})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
       return loss, (updates, jnp.mean(jnp.argmax(logits, -1) == y))
+
     (loss, (updates, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables['params'])
     upd, opt_state = tx.update(grads, opt_state, variables['params'])
     params = optax.apply_updates(variables['params'], upd)
@@ -69,8 +79,14 @@ def train_recognizer(config, workdir, splits, progress=True):
     x, labels = real_pairs(config, src, min(len(src), 2048))
     logits, _ = recognizer(x)
     accuracies[split] = float(np.mean(np.argmax(logits, -1) == labels))
-  info = {'num_classes': len(class_names), 'num_frames': config.data.num_frames, 'width': r.width,
-          'steps': r.num_steps, 'accuracy': accuracies, 'dataset': config.data.name}
+  info = {
+      'num_classes': len(class_names),
+      'num_frames': config.data.num_frames,
+      'width': r.width,
+      'steps': r.num_steps,
+      'accuracy': accuracies,
+      'dataset': config.data.name
+  }
   with open(os.path.join(directory, 'recognizer.json'), 'w') as f:
     json.dump(info, f, indent=2)
   return {'recognizer': directory, **info}
@@ -78,14 +94,14 @@ def train_recognizer(config, workdir, splits, progress=True):
 
 def real_pairs(config, src, count, rng=None, crop='start'):
   """`count` real windows of `src` as recognizer input (+ labels)."""
-  batch = pipeline.stack_windows(src, range(count), pipeline.Windowing(config.data.num_frames, crop),
-                                 rng or np.random.default_rng(0))
+  batch = pipeline.stack_windows(src, range(count),
+                                 pipeline.Windowing(config.data.num_frames,
+                                                    crop), rng or np.random.default_rng(0))
   return pair_input(batch['actor'], batch['reactor']), batch['label']
 
 
 class Recognizer:
   """Callable: [N, T, 56, 12] -> (logits [N, C], features [N, 256]) in jitted batches."""
-
   def __init__(self, model, variables, batch_size=256):
     self.model, self.variables, self.batch_size = model, variables, batch_size
     self._apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
@@ -108,14 +124,15 @@ def load_recognizer(config, workdir, num_classes):
   info_path = os.path.join(directory, 'recognizer.json')
   if not os.path.exists(info_path):
     raise errors.MissingFileError(f'{directory}: no trained recognizer; run python run.py '
-                            f'--mode=train_recognizer --workdir={workdir} first (or set '
-                            'config.eval.recognizer_dir).')
+                                  f'--mode=train_recognizer --workdir={workdir} first (or set '
+                                  'config.eval.recognizer_dir).')
   with open(info_path) as f:
     info = json.load(f)
   if info['num_classes'] != num_classes or info['num_frames'] != config.data.num_frames:
-    raise errors.RunError(f"{info_path}: recognizer was trained for {info['num_classes']} classes and "
-                          f"{info['num_frames']} frames, this run has {num_classes} and "
-                          f'{config.data.num_frames}.')
+    raise errors.RunError(
+        f"{info_path}: recognizer was trained for {info['num_classes']} classes and "
+        f"{info['num_frames']} frames, this run has {num_classes} and "
+        f'{config.data.num_frames}.')
   model = STGCN(num_classes, info.get('width', 1.0))
   abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                             jnp.zeros((1, config.data.num_frames, 56, 12)))

@@ -57,13 +57,15 @@ class STGCNBlock(nn.Module):
     """x: [B, T, V, C] -> [B, T / stride, V, features]."""
     k = adjacency.shape[0]
     importance = self.param('edge_importance', nn.initializers.ones, adjacency.shape)
-    bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                   name=name)
+    bn = lambda name: nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
     h = nn.Conv(k * self.features, (1, 1), name='gcn_conv')(x)
     h = h.reshape(h.shape[:3] + (k, self.features))
     h = jnp.einsum('btvkc,kvw->btwc', h, adjacency * importance)
     h = nn.relu(bn('gcn_bn')(h))
-    h = nn.Conv(self.features, (9, 1), strides=(self.stride, 1), padding=((4, 4), (0, 0)),
+    h = nn.Conv(self.features, (9, 1),
+                strides=(self.stride, 1),
+                padding=((4, 4), (0, 0)),
                 name='tcn_conv')(h)
     h = bn('tcn_bn')(h)
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
@@ -72,7 +74,8 @@ class STGCNBlock(nn.Module):
     elif x.shape[-1] == self.features and self.stride == 1:
       res = x
     else:
-      res = bn('res_bn')(nn.Conv(self.features, (1, 1), strides=(self.stride, 1), name='res_conv')(x))
+      res = bn('res_bn')(nn.Conv(self.features, (1, 1), strides=(self.stride, 1),
+                                 name='res_conv')(x))
     return nn.relu(h + res)
 
 
