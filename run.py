@@ -9,6 +9,7 @@ Everything a run produces lives in --workdir (default runs/<config name>): confi
 checkpoints/, metrics.jsonl, tensorboard/, samples/, report.md.
 """
 
+import importlib.util
 import json
 import os
 import sys
@@ -18,8 +19,61 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'synthetic.py')
+
+
+def _config_file(argv):
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1].split(':')[0]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1].split(':')[0]
+  return DEFAULT_CONFIG
+
+
+def overridden_fields(argv):
+  """The config fields set on the command line ('train.num_steps', ...)."""
+  return [arg[len('--config.'):].split('=', 1)[0] for arg in argv if arg.startswith('--config.')]
+
+
+def _explain_flag_error(argv, error=None):
+  """One line for a command line that does not parse (a missing config file, an unknown field),
+  or None if it is fine."""
+  path = _config_file(argv)
+  if not os.path.exists(path):
+    return f'--config={path}: no such config file (see configs/ for the ones there are).'
+  try:
+    spec = importlib.util.spec_from_file_location('config_module', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+  except Exception as e:  # a broken config file: say where
+    return f'--config={path}: the config file does not load ({type(e).__name__}: {e}).'
+  for name in overridden_fields(argv):
+    node, parts = config, name.split('.')
+    for depth, part in enumerate(parts):
+      if not hasattr(node, 'keys') or part not in node:
+        section = '.'.join(parts[:depth]) or 'the config'
+        known = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else ''
+        return f'--config.{name}: {section} has no field {part!r} (it has: {known}).'
+      node = node[part]
+  return None if error is None else f'the command line does not parse: {error}'
+
+
+def _check_command_line(argv):
+  """ml_collections applies --config.* overrides while the flag is defined: explain a bad config
+  file or field in one line before that raises a traceback."""
+  problem = _explain_flag_error(argv)
+  if problem and not os.environ.get('REGENNET_DEBUG'):
+    print(f'error: {problem}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  _check_command_line(sys.argv)
+
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'synthetic.py'),
+    'config', DEFAULT_CONFIG,
     'Config file (ml_collections); fields can be overridden as --config.a.b=value.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config name>).')
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -45,17 +99,33 @@ def _workdir():
   return os.path.join('runs', name)
 
 
-def run(mode, config, workdir):
-  """Runs one mode; returns its JSON-able result."""
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # absl and ml_collections raise several types
+    if os.environ.get('REGENNET_DEBUG'):
+      raise
+    print(f'error: {_explain_flag_error(argv, e)}', file=sys.stderr)
+    sys.exit(1)
+
+
+def run(mode, config, workdir, overridden=()):
+  """Runs one mode; returns its JSON-able result. Checks every setting before writing anything."""
   import jax  # imported here so that --help is instant
+  from regennet_jax import checkpoints
+  from regennet_jax import config_check
   from regennet_jax import modes
   from regennet_jax import train
   from regennet_jax.data import sources
+  if mode != 'train':  # the model the run was trained with, not the config file's
+    checkpoints.adopt_run_config(workdir, config, overridden)
+  config_check.validate(config)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   splits = sources.load_splits(config.data)
+  config_check.validate_against_data(config, splits)
   if mode == 'train':
     state, summary = train.train(config, workdir, splits)
     return modes.after_training(config, workdir, state, summary, splits)
@@ -74,7 +144,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # keep library INFO chatter (orbax, jax) off the console
   from regennet_jax import errors
   try:
-    result = run(_MODE.value, _CONFIG.value, _workdir())
+    result = run(_MODE.value, _CONFIG.value, _workdir(), overridden_fields(sys.argv))
   except errors.UserError as e:
     if os.environ.get('REGENNET_DEBUG'):
       raise
@@ -86,4 +156,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -19,6 +19,7 @@ import numpy as np
 
 from regennet_jax import factory
 from regennet_jax import sample
+from regennet_jax.body import skeleton
 
 
 def main():
@@ -37,7 +38,7 @@ def main():
   config.model.cond_mode, config.model.cond_mask_prob = 'action', 0.1
   config.sample.guidance_scale = args.guidance_scale
   config.sample.matmul_dtype, config.sample.chunk_size = args.matmul_dtype, args.chunk_size
-  shape = (args.batch_size, config.data.num_frames, 56, 6)
+  shape = (args.batch_size, config.data.num_frames, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS)
   actor = jnp.asarray(np.random.default_rng(0).normal(0, 0.3, shape).astype(np.float32))
   label = jnp.zeros((args.batch_size,), jnp.int32)
   model = factory.make_model(config, 26, for_sampling=True)

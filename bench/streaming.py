@@ -15,6 +15,7 @@ import numpy as np
 
 from regennet_jax import factory
 from regennet_jax import streaming
+from regennet_jax.body import skeleton
 
 
 def main():
@@ -25,9 +26,10 @@ def main():
   args = parser.parse_args()
   config = load_config(args.preset)
   model = factory.make_model(config, 26, for_sampling=True)
-  x = jnp.zeros((1, args.frames, 56, 6))
+  layout = (skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS)
+  x = jnp.zeros((1, args.frames) + layout)
   params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,), jnp.int32), x)['params']
-  actor = np.random.default_rng(0).normal(0, 0.3, (args.frames, 1, 56, 6)).astype(np.float32)
+  actor = np.random.default_rng(0).normal(0, 0.3, (args.frames, 1) + layout).astype(np.float32)
   results = {}
   for steps in [int(s) for s in args.steps.split(',')]:
     schedule = factory.make_schedule(config, f'ddim{steps}')

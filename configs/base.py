@@ -50,6 +50,9 @@ def get_config():
   c.diffusion = ml_collections.ConfigDict()
   c.diffusion.noise_schedule = 'cosine'
   c.diffusion.num_timesteps = 1000
+  # Noise levels training draws from: '' all num_timesteps (the paper's); a respacing such as
+  # 'ddim5' only the steps that chain keeps, which is all a sampler on that chain ever asks for.
+  c.diffusion.train_respacing = ''
 
   c.losses = ml_collections.ConfigDict()
   c.losses.orient = 1.0

@@ -20,8 +20,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from data_prep import common
-from regennet_jax.data import classes
 from regennet_jax import errors
+from regennet_jax.data import classes
 
 # field -> (first joint row, number of joints); rows follow the SMPL-X joint order.
 FIELDS = {

@@ -25,9 +25,9 @@ import numpy as np
 from data_prep import common
 from regennet_jax import checkpoint_import
 from regennet_jax import checkpoints
+from regennet_jax import errors
 from regennet_jax import factory
 from regennet_jax import sharding
-from regennet_jax import errors
 
 
 def load_config(path):

@@ -17,10 +17,10 @@ import os
 import numpy as np
 
 from data_prep import common
+from regennet_jax import errors
 from regennet_jax.body import skeleton
 from regennet_jax.data import classes
 from regennet_jax.data import retarget
-from regennet_jax import errors
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
 MIN_COLUMNS = 22 * 3

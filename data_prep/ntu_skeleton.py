@@ -20,10 +20,10 @@ import numpy as np
 
 from data_prep import common
 from data_prep.common import Skip
+from regennet_jax import errors
 from regennet_jax.body import skeleton
 from regennet_jax.data import classes
 from regennet_jax.data import retarget
-from regennet_jax import errors
 
 NAME_RE = re.compile(r'S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})')
 # Kinect v2 joint -> SMPL-X joint. SpineBase->pelvis, SpineMid->spine2, SpineShoulder->spine3,

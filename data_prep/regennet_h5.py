@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 
 from data_prep import common
-from regennet_jax.data import classes
 from regennet_jax import errors
+from regennet_jax.data import classes
 
 DATASETS = {'ntu120': (classes.NTU26_NAMES, 30), 'chi3d': (classes.CHI3D_NAMES, 50),}
 

@@ -163,7 +163,8 @@ def make_training(config, num_actions, devices=None, key=None):
   mesh = sharding.make_mesh(config.train.model_parallel, devices)
   key = jax.random.split(jax.random.PRNGKey(config.seed))[0] if key is None else key
   state, shardings = make_train_state(config, model, tx, mesh, key)
-  step = train_step_lib.make_train_step(config, model, tx, make_schedule(config),
+  step = train_step_lib.make_train_step(config, model, tx,
+                                        make_schedule(config, config.diffusion.train_respacing),
                                         make_rest_joints(config), make_loss_weights(config),
                                         learning_rate_schedule(config))
   replicated = sharding.replicated(mesh)

@@ -9,8 +9,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from regennet_jax import errors
 from regennet_jax import diffusion
+from regennet_jax import errors
 from regennet_jax.body import kinematics
 from regennet_jax.body import rotations
 from regennet_jax.body import skeleton

@@ -18,6 +18,7 @@ import numpy as np
 
 from regennet_jax import errors
 from regennet_jax.body import kinematics
+from regennet_jax.body import skeleton
 
 MAX_LEN = 5000
 
@@ -364,8 +365,8 @@ class Denoiser(nn.Module):
   num_actions: int = 1
   cond_mask_prob: float = 0.0
   use_pos_emb: bool = True
-  njoints: int = 56
-  nfeats: int = 6
+  njoints: int = skeleton.MOTION_ROWS
+  nfeats: int = skeleton.MOTION_CHANNELS
   dtype: jnp.dtype = jnp.float32
   decode: bool = False
   matmul_dtype: str | None = None

@@ -9,8 +9,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from regennet_jax import errors
 from regennet_jax import diffusion
+from regennet_jax import errors
 from regennet_jax import pair_frame
 from regennet_jax.body import rotations
 from regennet_jax.body import skeleton

@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regennet_jax import errors
 from regennet_jax import diffusion
+from regennet_jax import errors
 from regennet_jax import pair_frame
 from regennet_jax import sample as sample_lib
+from regennet_jax.body import skeleton
 
 
-def _init_caches(decoder, num_steps, batch, max_frames, guided, dtype=jnp.float32):
+def _make_caches(decoder, num_steps, batch, max_frames, guided, dtype=jnp.float32):
   """Zeroed caches for `num_steps` diffusion steps: leaves stacked on a leading [num_steps] axis."""
   x = jnp.zeros((batch, max_frames, decoder.njoints, decoder.nfeats), dtype)
   label = jnp.zeros((batch,), jnp.int32)
@@ -104,7 +105,7 @@ class ReactionStream:
     self.batch_size = batch_size
     guided = sample_lib.uses_guidance(model, guidance_scale)
     self.label = jnp.zeros((batch_size,), jnp.int32) if label is None else jnp.asarray(label)
-    self._caches = _init_caches(model.clone(decode=True), schedule.num_steps, batch_size,
+    self._caches = _make_caches(model.clone(decode=True), schedule.num_steps, batch_size,
                                 max_frames, guided)
     step = make_stream_step(model, schedule, method, eta, guidance_scale)
     # model.actor_frame: the network works in the heading frame of the actor's FIRST frame, which
@@ -133,9 +134,10 @@ class ReactionStream:
           f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
           'new ReactionStream (or make max_frames larger).')
     actor_frame = jnp.asarray(actor_frame, jnp.float32)
-    if actor_frame.shape != (self.batch_size, 56, 6):
+    want = (self.batch_size, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS)
+    if actor_frame.shape != want:
       raise errors.ConfigError(f'actor frame has shape {actor_frame.shape}, expected '
-                               f'({self.batch_size}, 56, 6).')
+                               f'{want}.')
     start = time.perf_counter()
     if self._rotation is None:
       self._rotation = (self._heading(actor_frame) if self._actor_frame else jnp.broadcast_to(

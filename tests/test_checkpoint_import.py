@@ -5,8 +5,8 @@ import pytest
 torch = pytest.importorskip('torch')
 
 from regennet_jax import checkpoint_import  # noqa: E402
-from regennet_jax.model import Denoiser  # noqa: E402
 from regennet_jax import errors
+from regennet_jax.model import Denoiser  # noqa: E402
 from tests import torch_reference  # noqa: E402
 
 

@@ -18,7 +18,7 @@ def test_paper_configs(module, frames, batch):
   model = factory.make_model(config, 8)
   x = jnp.zeros((1, frames, 56, 6))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jnp.zeros((1,), jnp.int32), x)
-  assert count_params(shapes['params']) == 26_803_024  # REGENNET_SPEC.md section 2.1
+  assert count_params(shapes['params']) == 26_803_024  # the original
 
 
 def test_default_config_is_small():

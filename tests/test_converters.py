@@ -10,10 +10,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from data_prep import chi3d_json, interhuman, ntu_skeleton, regennet_h5
+from regennet_jax import errors
+from regennet_jax.body import skeleton
 from regennet_jax.data import records
 from regennet_jax.data import retarget
-from regennet_jax.body import skeleton
-from regennet_jax import errors
 from tests import fake_files
 from tests.helpers import ROOT
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from regennet_jax import errors
 from regennet_jax import render
 from regennet_jax.body import rotations
 from regennet_jax.data import pipeline
 from regennet_jax.data import records
 from regennet_jax.data import synthetic
-from regennet_jax import errors
 
 # ----------------------------------------------------------------------------- synthetic
 

@@ -8,7 +8,7 @@ from regennet_jax.model import Denoiser
 
 
 def test_cosine_schedule_matches_reference_values():
-  # Reference numbers from REGENNET_SPEC.md section 3.1 (measured on the original).
+  # Measured on the original (docs/architecture.md, "What the tests check against the original").
   betas = diffusion.betas_for('cosine', 1000)
   np.testing.assert_allclose(betas[0], 4.13e-5, rtol=1e-2)
   assert betas[-1] == 0.999

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from regennet_jax import errors
 from regennet_jax.body import kinematics
 from regennet_jax.body import rotations
 from regennet_jax.body import skeleton
-from regennet_jax import errors
 
 
 def _random_motion(rng, shape, angle_scale=0.6, translation_scale=1.0):

@@ -78,7 +78,7 @@ def test_summarize_intervals():
 
 
 def _released_loop(num_available, num_samples, batch_size):
-  """The released evaluation's batching, step by step (REGENNET_SPEC.md section 6.2)."""
+  """The released evaluation's batching, step by step (docs/architecture.md, Evaluation)."""
   batches = [batch_size] * (num_available // batch_size)  # drop_last
   kept = []
   for b in batches:

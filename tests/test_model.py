@@ -24,7 +24,7 @@ def _init(model, x, t, actor, action=None):
 
 
 def test_paper_config_parameter_count():
-  # REGENNET_SPEC.md section 2.1: 26.80 M for online/unconstrained, + 26x512 with NTU action labels.
+  # The original: 26.80 M for online/unconstrained, + 26x512 with NTU action labels.
   x = jnp.zeros((1, 60, 56, 6))
   t = jnp.zeros((1,), jnp.int32)
   shapes = jax.eval_shape(Denoiser().init, jax.random.PRNGKey(0), x, t, x)

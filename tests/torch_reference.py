@@ -1,5 +1,5 @@
 """An independent PyTorch forward of ReGenNet's CMDM ('online'/'offline'), written from the paper
-and REGENNET_SPEC.md with the official module names, to check imported weights against."""
+and the released code with the official module names (docs/architecture.md), to check imported weights against."""
 
 import math
 

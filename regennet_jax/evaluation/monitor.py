@@ -11,15 +11,15 @@ the curves in metrics.jsonl / TensorBoard show quality against steps and trainin
 import jax
 import numpy as np
 
+from regennet_jax import errors
+from regennet_jax import factory
 from regennet_jax import render
 from regennet_jax import sample as sample_lib
-from regennet_jax import factory
 from regennet_jax import sharding
 from regennet_jax.data import pipeline
 from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import metrics as metrics_lib
 from regennet_jax.evaluation import recognizer as recognizer_lib
-from regennet_jax import errors
 
 
 def test_windows(config, test_src, count):

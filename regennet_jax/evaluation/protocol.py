@@ -16,8 +16,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from regennet_jax import sample as sample_lib
 from regennet_jax import factory
+from regennet_jax import sample as sample_lib
 from regennet_jax import sharding
 from regennet_jax.data import pipeline
 from regennet_jax.evaluation import interaction
@@ -29,7 +29,7 @@ METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'kid', 'precision', 
 
 
 def original_sample_count(num_available, num_samples, batch_size):
-  """How many sequences of a split the released evaluation scores (REGENNET_SPEC.md section 6.2).
+  """How many sequences of a split the released evaluation scores (docs/architecture.md).
 
   Its loader drops incomplete batches and appends whole batches while (batches so far) x B <=
   num_samples, then cuts the last one to num_samples % B. NTU (1000 of 3845, B=64): 1000. Chi3D

@@ -10,9 +10,10 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
+from regennet_jax import errors
+from regennet_jax.body import skeleton
 from regennet_jax.data import pipeline
 from regennet_jax.evaluation.stgcn import STGCN
-from regennet_jax import errors
 
 
 def pair_input(actor, reactor):
@@ -37,7 +38,7 @@ def train_recognizer(config, workdir, splits, progress=True):
                             seed=config.seed,
                             num_threads=config.data.num_threads))
   model = STGCN(len(class_names), r.width)
-  example = jnp.zeros((1, config.data.num_frames, 56, 12))
+  example = jnp.zeros((1, config.data.num_frames, skeleton.MOTION_ROWS, skeleton.PAIR_CHANNELS))
   variables = model.init(jax.random.PRNGKey(config.seed), example)
   tx = optax.adamw(r.learning_rate, weight_decay=r.weight_decay)
   opt_state = tx.init(variables['params'])
@@ -134,7 +135,8 @@ def load_recognizer(config, workdir, num_classes):
         f"{info['num_frames']} frames, this run has {num_classes} and "
         f'{config.data.num_frames}.')
   model = STGCN(num_classes, info.get('width', 1.0))
-  abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                            jnp.zeros((1, config.data.num_frames, 56, 12)))
+  abstract = jax.eval_shape(
+      model.init, jax.random.PRNGKey(0),
+      jnp.zeros((1, config.data.num_frames, skeleton.MOTION_ROWS, skeleton.PAIR_CHANNELS)))
   variables = ocp.StandardCheckpointer().restore(os.path.join(directory, 'variables'), abstract)
   return Recognizer(model, variables), info

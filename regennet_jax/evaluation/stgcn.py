@@ -14,7 +14,7 @@ import numpy as np
 
 from regennet_jax.body import skeleton
 
-NUM_NODES = 56
+NUM_NODES = skeleton.MOTION_ROWS  # the joints plus the translation row
 BLOCKS = ((64, 1, False), (64, 1, True), (64, 1, True), (64, 1, True), (128, 2, True),
           (128, 1, True), (128, 1, True), (256, 2, True), (256, 1, True), (256, 1, True))
 
