@@ -31,9 +31,38 @@ def _config_file(argv):
   return DEFAULT_CONFIG
 
 
+def _overrides(argv):
+  """[(field, value text)] of the --config.field=value flags on the command line."""
+  out = []
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config.'):
+      name, _, value = arg[len('--config.'):].partition('=')
+      if not _ and i + 1 < len(argv):
+        value = argv[i + 1]
+      out.append((name, value))
+  return out
+
+
 def overridden_fields(argv):
   """The config fields set on the command line ('train.num_steps', ...)."""
-  return [arg[len('--config.'):].split('=', 1)[0] for arg in argv if arg.startswith('--config.')]
+  return [name for name, _ in _overrides(argv)]
+
+
+def _type_problem(default, text):
+  """What `text` should look like for a field whose default is `default` (None if it is fine)."""
+  if isinstance(default, bool):
+    return None if text.lower() in ('true', 'false', '1', '0') else 'bool (True or False)'
+  if isinstance(default, int):
+    try:
+      int(text)
+    except ValueError:
+      return 'int (a whole number)'
+  elif isinstance(default, float):
+    try:
+      float(text)
+    except ValueError:
+      return 'float (a number)'
+  return None
 
 
 def _explain_flag_error(argv, error=None):
@@ -49,7 +78,7 @@ def _explain_flag_error(argv, error=None):
     config = module.get_config()
   except Exception as e:  # a broken config file: say where
     return f'--config={path}: the config file does not load ({type(e).__name__}: {e}).'
-  for name in overridden_fields(argv):
+  for name, value in _overrides(argv):
     node, parts = config, name.split('.')
     for depth, part in enumerate(parts):
       if not hasattr(node, 'keys') or part not in node:
@@ -57,6 +86,9 @@ def _explain_flag_error(argv, error=None):
         known = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else ''
         return f'--config.{name}: {section} has no field {part!r} (it has: {known}).'
       node = node[part]
+    problem = _type_problem(node, value)
+    if problem:
+      return f'--config.{name}={value}: expected {problem}.'
   return None if error is None else f'the command line does not parse: {error}'
 
 

@@ -75,11 +75,13 @@ def test_train_then_sample(tmp_path):
 def test_bad_input_gets_one_clear_line(tmp_path):
   proc = _run([f'--workdir={tmp_path}/a', '--config.model.arch=gru'] + cli_overrides())
   assert proc.returncode == 1
-  assert "error: model.arch must be 'online' or 'offline', got 'gru'" in proc.stderr
+  assert "error: config.model.arch='gru': must be one of 'online', 'offline'." in proc.stderr
   assert 'Traceback' not in proc.stderr
+  assert not os.path.exists(tmp_path / 'a')  # checked before anything is written
   proc = _run([f'--workdir={tmp_path}/d', '--config.model.matmul_dtype=half'] + cli_overrides())
   assert proc.returncode == 1 and 'Traceback' not in proc.stderr
-  assert "error: model.matmul_dtype must be 'float32' or 'bfloat16', got 'half'" in proc.stderr
+  assert "error: config.model.matmul_dtype='half': must be one of 'float32', 'bfloat16'." \
+      in proc.stderr
   proc = _run([f'--workdir={tmp_path}/b', '--mode=sample'] + cli_overrides())
   assert proc.returncode == 1 and 'holds no checkpoint; train first' in proc.stderr
   proc = _run([
