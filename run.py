@@ -152,6 +152,7 @@ def run(mode, config, workdir, overridden=()):
   if mode != 'train':  # the model the run was trained with, not the config file's
     checkpoints.adopt_run_config(workdir, config, overridden)
   config_check.validate(config)
+  checkpoints.check_writable(workdir)  # now, not after the long work
   if _DISTRIBUTED.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,

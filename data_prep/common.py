@@ -1,5 +1,6 @@
 """What every converter shares: the write loop with a progress bar, skip bookkeeping, order labels."""
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -32,7 +33,12 @@ def convert(out,
   unless skip_bad, in which case it is listed in skipped.txt with the reason.
   """
   skipped = []
-  with records.DatasetWriter(out, name, class_names, fps, source, overwrite=overwrite) as writer:
+  items = iter(items)
+  # A stop half-way closes the readers at once (an open HDF5 file blocks a rewrite).
+  with contextlib.ExitStack() as stack:
+    stack.callback(getattr(items, 'close', lambda: None))
+    writer = stack.enter_context(
+        records.DatasetWriter(out, name, class_names, fps, source, overwrite=overwrite))
     for item in tqdm(items, total=total, desc=f'convert {name}', unit='seq'):
       if isinstance(item, Exception):
         if not skip_bad:
@@ -44,12 +50,17 @@ def convert(out,
         skipped.append(sample)
         continue
       writer.add(split, sample)
+    splits = dict(writer.info['splits'])
+    if not splits:  # raised inside the writer: nothing that looks like a dataset is left behind
+      reasons = '; '.join(sorted({s.reason for s in skipped})[:3])
+      raise errors.DataError(f'{source}: no sequences were converted ({len(skipped)} skipped' +
+                             (f': {reasons}' if reasons else '') + ').')
+    if 'train' not in splits:
+      raise errors.DataError(f'{source}: no training sequences were converted (only '
+                             f'{sorted(splits)}); training would have nothing to learn from.')
     # Written inside the writer so it lands atomically with the dataset.
     with open(os.path.join(writer.tmp, 'skipped.txt'), 'w') as f:
       f.writelines(f'{s.name}\t{s.reason}\n' for s in skipped)
-    splits = dict(writer.info['splits'])
-  if not splits:
-    raise errors.DataError(f'{source}: no sequences were converted ({len(skipped)} skipped).')
   return {'out': os.path.abspath(out), 'splits': splits, 'skipped': len(skipped)}
 
 
@@ -81,7 +92,9 @@ def main_wrapper(fn):
   import json
   try:
     summary = fn()
-  except (errors.DataError, FileExistsError, FileNotFoundError) as e:
+  except errors.UserError as e:
+    if os.environ.get('REGENNET_DEBUG'):
+      raise
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
   print(json.dumps(summary, indent=2))

@@ -99,6 +99,26 @@ def import_recognizer(path, config, workdir):
   return info
 
 
+def _check_fit(checkpoint, expected, imported):
+  """Names the first parameter whose presence or shape differs between the two trees."""
+  want = {
+      jax.tree_util.keystr(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(expected)
+  }
+  got = {
+      jax.tree_util.keystr(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(imported)
+  }
+  for key in sorted(set(want) | set(got)):
+    if key not in got:
+      raise errors.DataError(f'{checkpoint}: the model built from the config has parameter {key} '
+                             f'{want[key]}, which the checkpoint does not provide.')
+    if key not in want:
+      raise errors.DataError(f'{checkpoint}: parameter {key} {got[key]} has no place in the model '
+                             'built from the config.')
+    if want[key] != got[key]:
+      raise errors.DataError(f'{checkpoint}: parameter {key} has shape {got[key]}, the model built '
+                             f'from the config expects {want[key]}.')
+
+
 def import_model(checkpoint, config, workdir):
   try:
     params, arch = checkpoint_import.convert_state_dict(read_state_dict(checkpoint))
@@ -106,12 +126,9 @@ def import_model(checkpoint, config, workdir):
     raise errors.DataError(f'{checkpoint}: {e}') from None
   overrides = {}
   # The released models see the world frame and the actor's rotations only (model.py).
-  implied = {
-      **{
-          k: arch[k] for k in ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode')
-      }, 'actor_frame': False,
-      'actor_positions': False
-  }
+  architecture = ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode')
+  implied = {k: arch[k] for k in architecture}
+  implied.update(actor_frame=False, actor_positions=False)
   for key, value in implied.items():
     if config.model[key] != value:
       overrides[f'--config.model.{key}'] = value
@@ -122,11 +139,17 @@ def import_model(checkpoint, config, workdir):
   tx = factory.make_optimizer(config)
   mesh = sharding.make_mesh(1, jax.local_devices()[:1])
   state, _ = factory.make_train_state(config, model, tx, mesh, jax.random.PRNGKey(0))
-  shapes = jax.tree_util.tree_map(np.shape, state.params)
-  got = jax.tree_util.tree_map(np.shape, params)
-  if shapes != got:
-    raise errors.DataError(f'{checkpoint}: imported parameters do not fit the model '
-                           'built from the config (different tree or shapes).')
+  _check_fit(checkpoint, state.params, params)
+  for path, value in jax.tree_util.tree_leaves_with_path(params):
+    if not np.all(np.isfinite(value)):
+      raise errors.DataError(f'{checkpoint}: parameter {jax.tree_util.keystr(path)} contains '
+                             'NaN or Inf.')
+  newest = checkpoints.newest_step(workdir)
+  if newest is not None and newest >= step:
+    raise errors.OutputExistsError(
+        f'{workdir} already has checkpoint step {newest}, not older than the imported step '
+        f'{step}; sampling would use step {newest}, not these weights. Import into a new '
+        '--workdir.')
   state = state.replace(step=jnp.asarray(step, jnp.int32),
                         params=jax.tree_util.tree_map(jnp.asarray, params),
                         opt_state=tx.init(params),
@@ -135,8 +158,7 @@ def import_model(checkpoint, config, workdir):
   checkpoints.save_run_config(workdir, config)
   manager = checkpoints.make_manager(workdir, config.train.keep_checkpoints)
   checkpoints.save(manager, state, {})
-  manager.wait_until_finished()
-  manager.close()
+  checkpoints.finish(manager)
   return {
       'step': step,
       'architecture': arch,

@@ -57,8 +57,15 @@ _JOINT_VALUES = 12
 
 def parse_skeleton(path):
   """{body_id: (frame indices [F], joints [F, 25, 3])} and the frame count of one .skeleton file."""
-  with open(path, 'r', newline=None) as f:  # universal newlines: CRLF files parse the same
-    lines = [line.split() for line in f]
+  try:
+    with open(path, 'r', newline=None) as f:  # universal newlines: CRLF files parse the same
+      lines = [line.split() for line in f]
+  except UnicodeDecodeError:
+    raise errors.DataError(f'{path}: not a text .skeleton file (binary content).') from None
+  except OSError as e:
+    raise errors.DataError(f'{path}: cannot be read ({e.strerror}).') from None
+  if not lines:
+    raise errors.DataError(f'{path}: empty file.')
   pos = 0
 
   def take(expected, what):

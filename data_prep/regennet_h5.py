@@ -44,6 +44,8 @@ def read_h5(path, dataset, order_labels=None):
   except (OSError, ValueError) as e:
     raise errors.DataError(f'{path}: not a readable HDF5 file ({e}).') from e
   with f:
+    if not len(f.keys()):
+      raise errors.DataError(f'{path}: holds no sequences (no HDF5 datasets at its top level).')
     for key in sorted(f.keys()):
       where = f'{path}: sequence {key!r}'
       try:
@@ -85,7 +87,14 @@ def main(argv=None):
   parser.add_argument('--order_labels', help='directory of <name>.mp4.txt actor/reactor labels')
   common.add_common_flags(parser)
   args = parser.parse_args(argv)
+  if not args.test and 'train' not in os.path.basename(args.train):
+    raise errors.ConfigError(f"--train={args.train}: the test file is found by replacing 'train' "
+                             'in the file name with \'test\', and this name has no \'train\'; '
+                             'give the test file with --test.')
   test = args.test or test_path_for(args.train)
+  if os.path.abspath(test) == os.path.abspath(args.train):
+    raise errors.ConfigError(f'--train and --test are the same file ({test}); one file cannot '
+                             'be both splits.')
   for path in (args.train, test):
     if not os.path.exists(path):
       raise errors.MissingFileError(f'{path}: no such file.')

@@ -89,6 +89,28 @@ def adopt_run_config(workdir, config, overridden=()):
 # ----------------------------------------------------------------------------- checkpoints
 
 
+def newest_step(workdir):
+  """The newest checkpoint step in <workdir>/checkpoints (None if there is none)."""
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(directory):
+    return None
+  steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+  return max(steps) if steps else None
+
+
+def check_writable(directory):
+  """errors.RunError now, rather than after the long work, if files cannot be written there."""
+  probe = os.path.join(directory, f'.write-test-{os.getpid()}')
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('x' * 4096)
+    os.remove(probe)
+  except OSError as e:
+    raise errors.RunError(f'{directory}: cannot write there ({e.strerror}); choose another '
+                          '--workdir or free the disk.') from None
+
+
 def make_manager(workdir, keep=3, read_only=False):
   options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep),
                                          create=not read_only,
@@ -98,10 +120,31 @@ def make_manager(workdir, keep=3, read_only=False):
 
 
 def save(manager, state, data_state):
-  """Starts an (asynchronous) save of the state and the input position at state.step."""
-  manager.save(int(state.step),
-               args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                       data=ocp.args.JsonSave(data_state)))
+  """Starts an (asynchronous) save of the state and the input position at state.step; a save
+  that failed before (disk full, directory gone) is reported here as errors.RunError."""
+  step = int(state.step)
+  try:
+    manager.check_for_errors()
+    manager.save(step,
+                 args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                         data=ocp.args.JsonSave(data_state)))
+  except Exception as e:  # orbax and the file system raise many types
+    raise errors.RunError(f'saving checkpoint {step} in {manager.directory} failed ({_short(e)}); '
+                          'training stopped. Free the disk or fix the directory, then rerun to '
+                          'resume from the last saved checkpoint.') from e
+
+
+def finish(manager):
+  """Waits for pending saves and closes the manager; a failed save is an errors.RunError."""
+  try:
+    manager.wait_until_finished()
+    manager.check_for_errors()
+  except Exception as e:
+    raise errors.RunError(f'saving a checkpoint in {manager.directory} failed ({_short(e)}). '
+                          'Free the disk or fix the directory, then rerun to resume from the '
+                          'last saved checkpoint.') from e
+  finally:
+    manager.close()
 
 
 def _short(exception):

@@ -134,8 +134,9 @@ def validate(config):
     if not is_number:
       _fail(name, value, 'a number ' + _describe(bounds))
     low, high, low_in, high_in = bounds
-    if value < low or (value == low and not low_in) or (
-        high is not None and (value > high or (value == high and not high_in))):
+    if value < low or (value == low and not low_in) or (high is not None and
+                                                        (value > high or
+                                                         (value == high and not high_in))):
       _fail(name, value, _describe(bounds))
   _check_cross_field_rules(config)
 
@@ -158,9 +159,8 @@ def _check_cross_field_rules(config):
     raise errors.ConfigError('config.body.betas shape a body, which needs the SMPL-X model file: '
                              'set config.body.smplx_model_path (or drop the betas).')
   if d.name == 'synthetic' and d.synthetic_min_frames > d.synthetic_max_frames:
-    raise errors.ConfigError(
-        f'config.data.synthetic_min_frames={d.synthetic_min_frames} exceeds '
-        f'config.data.synthetic_max_frames={d.synthetic_max_frames}.')
+    raise errors.ConfigError(f'config.data.synthetic_min_frames={d.synthetic_min_frames} exceeds '
+                             f'config.data.synthetic_max_frames={d.synthetic_max_frames}.')
   if d.name != 'synthetic' and not d.path:
     raise errors.ConfigError(
         f'config.data.path is empty; data.name={d.name!r} needs a dataset directory made by a '

@@ -115,19 +115,23 @@ def loss_terms(actor, x0, pred, mask, rest_joints, weights: LossWeights):
     terms['transl'] = translation_loss(actor, x0, pred, mask, norm)
   if weights.vel:
     terms['vel'] = velocity_loss(x0, pred, mask)
-  if weights.body or weights.rcxyz:
-    # One FK call over [actor; GT; prediction] stacked keeps the kinematic chain to one pass.
-    joints = kinematics.motion_to_joints(jnp.stack([actor, x0, pred]), rest_joints)
+  if weights.body or weights.rcxyz or weights.world_joints or weights.fc:
+    # Actor and ground truth are data: their joints need no gradient, so only the prediction's
+    # forward kinematics is differentiated (the backward pass is most of FK's cost).
+    actor_j, gt_j = jax.lax.stop_gradient(
+        kinematics.motion_to_joints(jnp.stack([actor, x0]), rest_joints))
+    pred_j = kinematics.motion_to_joints(pred, rest_joints)
     if weights.body:
-      terms['body'] = joint_distance_loss(joints[0], joints[1], joints[2], mask, norm)
+      terms['body'] = joint_distance_loss(actor_j, gt_j, pred_j, mask, norm)
     if weights.rcxyz:
-      terms['rcxyz'] = masked_l2(joints[1], joints[2], mask)
-  if weights.fc or weights.world_joints:
-    world = kinematics.motion_to_joints(jnp.stack([x0, pred]), rest_joints, with_translation=True)
-    if weights.world_joints:
-      terms['world_joints'] = masked_l2(world[0], world[1], mask)
-    if weights.fc:
-      terms['fc'] = foot_contact_loss(world[0], world[1], mask, weights.fc_threshold)
+      terms['rcxyz'] = masked_l2(gt_j, pred_j, mask)
+    if weights.fc or weights.world_joints:
+      with_translation = lambda joints, m: joints + m[..., skeleton.TRANSLATION_ROW, None, :3]
+      gt_w, pred_w = with_translation(gt_j, x0), with_translation(pred_j, pred)
+      if weights.world_joints:
+        terms['world_joints'] = masked_l2(gt_w, pred_w, mask)
+      if weights.fc:
+        terms['fc'] = foot_contact_loss(gt_w, pred_w, mask, weights.fc_threshold)
   return terms
 
 

@@ -253,7 +253,8 @@ class FrameTokens(nn.Module):
     a_feat = dense('actor_process')(flat(actor))
     if self.actor_positions_rest is not None:
       rest = jnp.asarray(self.actor_positions_rest, actor.dtype)
-      joints = kinematics.motion_to_joints(actor, rest, with_translation=True)
+      # jnp.asarray: numpy inputs (e.g. init's example batch) must not take the numpy FK path.
+      joints = kinematics.motion_to_joints(jnp.asarray(actor), rest, with_translation=True)
       a_feat = a_feat + dense('actor_positions_process')(flat(joints))
     if self.fusion == 'concat':
       return dense('fuse')(jnp.concatenate([x_feat, a_feat], axis=-1))

@@ -104,7 +104,13 @@ class ReactionStream:
     self.max_frames = max_frames
     self.batch_size = batch_size
     guided = sample_lib.uses_guidance(model, guidance_scale)
+    if batch_size < 1 or max_frames < 1:
+      raise errors.ConfigError(f'a stream needs batch_size >= 1 and max_frames >= 1, got '
+                               f'{batch_size} and {max_frames}.')
     self.label = jnp.zeros((batch_size,), jnp.int32) if label is None else jnp.asarray(label)
+    if self.label.shape != (batch_size,):
+      raise errors.ConfigError(f'label has shape {self.label.shape}: one label per stream, '
+                               f'expected ({batch_size},).')
     self._caches = _make_caches(model.clone(decode=True), schedule.num_steps, batch_size,
                                 max_frames, guided)
     step = make_stream_step(model, schedule, method, eta, guidance_scale)
@@ -138,6 +144,10 @@ class ReactionStream:
     if actor_frame.shape != want:
       raise errors.ConfigError(f'actor frame has shape {actor_frame.shape}, expected '
                                f'{want}.')
+    if not np.all(np.isfinite(np.asarray(actor_frame))):
+      raise errors.DataError(
+          f'actor frame {self.frame} contains NaN or Inf (streams '
+          f'{sorted({int(i) for i in np.nonzero(~np.isfinite(np.asarray(actor_frame)))[0]})}).')
     start = time.perf_counter()
     if self._rotation is None:
       self._rotation = (self._heading(actor_frame) if self._actor_frame else jnp.broadcast_to(

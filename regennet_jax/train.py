@@ -142,10 +142,16 @@ def train(config: ml_collections.ConfigDict,
             tqdm.write(f'{stop.requested}: saved checkpoint at step {step}; rerun the same command '
                        'to resume.')
           break
-  finally:
+  except BaseException:
     bar.close()
-    manager.wait_until_finished()
-    manager.close()
     log.close()
+    try:
+      checkpoints.finish(manager)
+    except errors.RunError:
+      pass  # the error already on its way says more
+    raise
+  bar.close()
+  log.close()
+  checkpoints.finish(manager)
   summary['final_step'] = step
   return state, summary

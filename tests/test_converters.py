@@ -103,11 +103,14 @@ def test_regennet_h5_chi3d_labels_and_errors(tmp_path):
           ['--dataset=chi3d', f'--train={tmp_path}/{case}_train.h5', f'--out={tmp_path}/{case}'])
     assert not (tmp_path / case).exists()
   # --skip_bad converts the rest and lists the bad one.
+  fake_files.write_regennet_h5(tmp_path / 'nan_train.h5', {
+      **bad_cases['nan'][0], 's04_Hug_4': good
+  })
   summary = regennet_h5.main([
       '--dataset=chi3d', f'--train={tmp_path}/nan_train.h5', f'--out={tmp_path}/skipping',
       '--skip_bad'
   ])
-  assert summary['skipped'] == 1 and summary['splits'] == {'test': 1}
+  assert summary['skipped'] == 1 and summary['splits'] == {'train': 1, 'test': 1}
   assert 'NaN' in (tmp_path / 'skipping' / 'skipped.txt').read_text()
   # A truncated HDF5 file.
   raw = (tmp_path / 'chi3d_smplx_train.h5').read_bytes()
@@ -223,8 +226,14 @@ def test_ntu_skeleton_errors(tmp_path):
   bodies, _ = _ntu_bodies(0, 1, drop=tuple(range(3, 30)))
   fake_files.write_ntu_skeleton(path, bodies)
   fake_files.write_ntu_skeleton(sk / 'S001C001P003R001A052.skeleton', _ntu_bodies(0, 2)[0])
+  # Without a training sequence the output would be no dataset to train on: refused.
+  with pytest.raises(errors.DataError,
+                     match=r"no training sequences were converted \(only \['test'\]\)"):
+    ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
+  assert not (tmp_path / 'o').exists()
+  fake_files.write_ntu_skeleton(sk / 'S001C001P001R002A052.skeleton', _ntu_bodies(0, 3)[0])
   summary = ntu_skeleton.main([f'--skeletons={sk}', f'--out={tmp_path}/o'])
-  assert summary['skipped'] == 1 and summary['splits'] == {'test': 1}
+  assert summary['skipped'] == 1 and summary['splits'] == {'train': 1, 'test': 1}
   assert 'untracked in 90% of frames' in (tmp_path / 'o' / 'skipped.txt').read_text()
 
 

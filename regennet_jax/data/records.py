@@ -72,8 +72,14 @@ class DatasetWriter:
   def __init__(self, root, name, class_names, fps, source='', overwrite=False):
     self.root = os.path.abspath(os.fspath(root))
     if os.path.exists(self.root) and not overwrite:
-      raise errors.OutputExistsError(
-          f'{self.root} already exists; pass overwrite=True (--overwrite) to replace.')
+      if os.path.exists(os.path.join(self.root, INFO_FILE)):
+        raise errors.OutputExistsError(
+            f'{self.root} already holds a dataset; pass overwrite=True (--overwrite) to replace it.'
+        )
+      if os.path.isdir(self.root) and os.listdir(self.root):
+        raise errors.OutputExistsError(
+            f'{self.root} exists and is not empty (and not a dataset); choose another output or '
+            'remove it.')
     self.tmp = f'{self.root}.incomplete-{os.getpid()}'
     self.info = {
         'format': FORMAT,

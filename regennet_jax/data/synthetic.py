@@ -28,7 +28,7 @@ ACTIONS = (
     'handshake',  # actor offers a hand; reactor takes it and both shake
     'high_five',  # actor raises a palm; reactor slaps it
     'push',  # actor pushes the chest; reactor is pushed back, leans back, guards
-    'punch',  # actor punches at the head; reactor dodges sideways
+    'punch',  # actor punches at the head with one fist; reactor dodges away from that fist
     'hug',  # actor steps in with open arms; reactor wraps its arms around the actor
     'wave',  # actor waves; reactor waves back
     'approach_retreat',  # actor walks towards the reactor; reactor backs away
@@ -287,7 +287,10 @@ def generate_pair(action, rng, frames):
       own = reactor.joint(SPINE3) + 0.3 * reactor.forward + sign * 0.15 * reactor.left + 0.1 * _UP
       reactor.reach(side, own, guard, reactor.arm_pole(side))
   elif name == 'punch':
-    side = rng.choice([-1.0, 1.0])
+    fist = str(rng.choice(['right', 'left']))
+    # The reactor slips to the side away from the fist it sees coming: the actor's right fist
+    # comes at the reactor's left, so it steps to its right (-x in its own frame), and vice versa.
+    side = -1.0 if fist == 'right' else 1.0
     guard = pulse(t, start - 0.3, 0.25, dur(0.9), 0.3)
     strike = pulse(t, start, dur(0.15), dur(0.15), dur(0.35))
     _lean(a, strike, forward=0.2)
@@ -299,9 +302,11 @@ def generate_pair(action, rng, frames):
     launch = min(int(start * FPS), frames - 1)
     head = reactor.joint(HEAD)[launch]  # the fist flies at where the head was at launch
     fists = actor.joint(SPINE3) + 0.25 * actor.forward + 0.12 * _UP
-    actor.reach('right', fists - 0.12 * actor.left + strike[:, None] * (head - fists), guard,
-                actor.arm_pole('right'))
-    actor.reach('left', fists + 0.12 * actor.left, guard, actor.arm_pole('left'))
+    sign = -1.0 if fist == 'right' else 1.0  # where that fist's guard is, along actor.left
+    guard_at = fists + sign * 0.12 * actor.left
+    actor.reach(fist, guard_at + strike[:, None] * (head - guard_at), guard, actor.arm_pole(fist))
+    other = 'left' if fist == 'right' else 'right'
+    actor.reach(other, fists - sign * 0.12 * actor.left, guard, actor.arm_pole(other))
   elif name == 'hug':
     approach = rng.uniform(0.4, 0.6)
     _walk(a, t, start, dur(0.8), approach)

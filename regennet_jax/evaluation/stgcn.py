@@ -9,6 +9,7 @@ for FID, diversity and multimodality; a 1x1 layer gives the logits.
 """
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -46,6 +47,43 @@ def spatial_adjacency(center=0):
   return np.stack([root, close, further]).astype(np.float32)
 
 
+class TemporalConv(nn.Module):
+  """A (kernel, 1) convolution over time of [B, T, V, C], with nn.Conv's parameters (kernel
+  [k, 1, C, F], bias [F]), computed as a 1-D convolution with the joints folded into the batch:
+  its gradient runs about 4x faster on a CPU than XLA's 2-D convolution with a width-1 kernel."""
+  features: int
+  kernel_size: int = 9
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    b, t, v, c = x.shape
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (self.kernel_size, 1, c, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    pad = (self.kernel_size - 1) // 2
+    y = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * v, t, c)
+    y = jax.lax.conv_general_dilated(y,
+                                     kernel[:, 0], (self.stride,), ((pad, pad),),
+                                     dimension_numbers=('NWC', 'WIO', 'NWC'))
+    return jnp.transpose(y.reshape(b, v, -1, self.features), (0, 2, 1, 3)) + bias
+
+
+class PointwiseConv(nn.Module):
+  """A 1x1 convolution of [B, T, V, C] (optionally strided in time) with nn.Conv's parameters
+  (kernel [1, 1, C, F], bias [F]), computed as one matrix multiply: its gradient is several times
+  faster on a CPU than XLA's convolution."""
+  features: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (1, 1, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    return x[:, ::self.stride] @ kernel[0, 0] + bias
+
+
 class STGCNBlock(nn.Module):
   features: int
   stride: int
@@ -59,14 +97,13 @@ class STGCNBlock(nn.Module):
     importance = self.param('edge_importance', nn.initializers.ones, adjacency.shape)
     bn = lambda name: nn.BatchNorm(
         use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
-    h = nn.Conv(k * self.features, (1, 1), name='gcn_conv')(x)
-    h = h.reshape(h.shape[:3] + (k, self.features))
-    h = jnp.einsum('btvkc,kvw->btwc', h, adjacency * importance)
+    h = PointwiseConv(k * self.features, name='gcn_conv')(x)
+    b, t, v = h.shape[:3]
+    # The graph convolution as one matrix multiply over (partition, joint): [B, T, F, K * V].
+    h = h.reshape(b, t, v, k, self.features).transpose(0, 1, 4, 3, 2).reshape(b, t, -1, k * v)
+    h = (h @ (adjacency * importance).reshape(k * v, v)).transpose(0, 1, 3, 2)
     h = nn.relu(bn('gcn_bn')(h))
-    h = nn.Conv(self.features, (9, 1),
-                strides=(self.stride, 1),
-                padding=((4, 4), (0, 0)),
-                name='tcn_conv')(h)
+    h = TemporalConv(self.features, 9, self.stride, name='tcn_conv')(h)
     h = bn('tcn_bn')(h)
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
     if not self.residual:
@@ -74,8 +111,7 @@ class STGCNBlock(nn.Module):
     elif x.shape[-1] == self.features and self.stride == 1:
       res = x
     else:
-      res = bn('res_bn')(nn.Conv(self.features, (1, 1), strides=(self.stride, 1),
-                                 name='res_conv')(x))
+      res = bn('res_bn')(PointwiseConv(self.features, self.stride, name='res_conv')(x))
     return nn.relu(h + res)
 
 
