@@ -11,6 +11,7 @@ import os
 import jax
 import numpy as np
 
+from regennet_jax import export
 from regennet_jax import factory
 from regennet_jax import metrics_log
 from regennet_jax import render
@@ -40,6 +41,66 @@ def after_training(config, workdir, state, summary, splits):
   return result
 
 
+def write_outputs(config, workdir, batch, generated, names, class_names, sheet_rows=4):
+  """Everything made of generated reactions, in <workdir>/samples: test_reactions.npz (all of
+  them, with the fps), smplx/ (one AMASS-convention SMPL-X file per reaction and person), GIF and
+  MP4 animations of the first `sample.num_render` classes' first actors, and contact sheets (one
+  PNG for all classes with sheet_rows=1, else one per class with up to sheet_rows actors).
+
+  batch: test windows (actor, reactor, label, mask [N, ...]); generated [N, T, 56, 6] or
+  [N, K, T, 56, 6]."""
+  rest = factory.make_rest_joints(config)
+  fps = config.data.fps
+  out_dir = os.path.join(workdir, 'samples')
+  os.makedirs(out_dir, exist_ok=True)
+  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'),
+                        batch['actor'],
+                        generated,
+                        batch['label'],
+                        class_names,
+                        real_reactor=batch['reactor'],
+                        names=names,
+                        fps=fps)
+  betas = tuple(config.body.betas) or None
+  smplx_files = export.export_reactions(os.path.join(out_dir, 'smplx'), batch['actor'], generated,
+                                        batch['label'], class_names, fps, rest, names, betas)
+  first_reaction = generated if generated.ndim == batch['actor'].ndim else generated[:, 0]
+  lengths = batch['mask'].sum(1)
+  people = lambda i: {
+      'actor': render.world_joints(batch['actor'][i], rest)[:lengths[i]],
+      'reactor': render.world_joints(first_reaction[i], rest)[:lengths[i]],
+      'real reactor': render.world_joints(batch['reactor'][i], rest)[:lengths[i]]
+  }
+  by_class = {c: np.flatnonzero(batch['label'] == c) for c in range(len(class_names))}
+  by_class = {c: rows for c, rows in by_class.items() if len(rows)}
+  videos = []
+  for c, rows in list(by_class.items())[:config.sample.num_render]:
+    stem = os.path.join(out_dir, f'test_{rows[0]:03d}_{class_names[c]}')
+    paths = [stem + '.gif'] + ([stem + '.mp4'] if render.mp4_encoder() else [])
+    videos += render.animate(people(rows[0]), paths, title=class_names[c], fps=fps)
+  if sheet_rows == 1:
+    sheets = [
+        render.contact_sheet([(class_names[c], people(rows[0])) for c, rows in by_class.items()],
+                             os.path.join(out_dir, 'contact_sheet.png'),
+                             num_frames=6)
+    ]
+  else:
+    sheets = [
+        render.contact_sheet([(f'{class_names[c]} #{i}', people(i)) for i in rows[:sheet_rows]],
+                             os.path.join(out_dir, f'contact_sheet_{class_names[c]}.png'),
+                             num_frames=6) for c, rows in by_class.items()
+    ]
+  return {
+      'samples': npz,
+      'smplx_files': len(smplx_files),
+      'smplx_dir': os.path.join(out_dir, 'smplx'),
+      'animations': [v for v in videos if v.endswith('.gif')],
+      'videos': [v for v in videos if v.endswith('.mp4')],
+      'contact_sheets': sheets,
+      'contact_sheet': sheets[0]
+  }
+
+
 def report(config, workdir, params, splits):
   """Samples every test actor, scores the reactions against the real ones per class, renders
   GIFs and a contact sheet, and writes samples/test_reactions.npz, report.md and report.json."""
@@ -52,41 +113,15 @@ def report(config, workdir, params, splits):
                                        respacing=config.sample.respacing,
                                        method=config.sample.method)
   scalars, table, generated = monitor(params, seed=config.seed)
-  batch, rest = monitor.batch, monitor.rest
-  out_dir = os.path.join(workdir, 'samples')
-  os.makedirs(out_dir, exist_ok=True)
-  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'),
-                        batch['actor'],
-                        generated,
-                        batch['label'],
-                        class_names,
-                        real_reactor=batch['reactor'],
-                        names=monitor.names)
-  # One example per class, in class order: GIFs for the first num_render, a sheet for all.
-  firsts = [
-      int(np.flatnonzero(batch['label'] == c)[0])
-      for c in range(len(class_names))
-      if (batch['label'] == c).any()
-  ]
-  people = lambda i: {
-      'actor': monitor.actor_joints[i, :monitor.lengths[i]],
-      'reactor': render.world_joints(generated[i], rest)[:monitor.lengths[i]],
-      'real reactor': monitor.real_joints[i, :monitor.lengths[i]]
-  }
-  gifs = []
-  for i in firsts[:config.sample.num_render]:
-    action = class_names[int(batch['label'][i])]
-    path = os.path.join(out_dir, f'test_{i:03d}_{action}.gif')
-    render.animate(people(i), path, title=action, fps=config.data.fps)
-    gifs.append(path)
-  sheet = render.contact_sheet([(class_names[int(batch['label'][i])], people(i)) for i in firsts],
-                               os.path.join(out_dir, 'contact_sheet.png'),
-                               num_frames=6)
+  outputs = write_outputs(config,
+                          workdir,
+                          monitor.batch,
+                          generated,
+                          monitor.names,
+                          class_names,
+                          sheet_rows=1)
   result = {
-      'samples': npz,
-      'animations': gifs,
-      'contact_sheet': sheet,
-      'sampling': f'{config.sample.method} {config.sample.respacing}',
+      **outputs, 'sampling': f'{config.sample.method} {config.sample.respacing}',
       'quality': scalars,
       'per_class': table
   }
@@ -118,7 +153,13 @@ def _write_report(workdir, config, result):
       'Blue actor, red generated reactor, grey real reactor; a gold dot marks hands touching.', '',
       f"![contact sheet](samples/{os.path.basename(result['contact_sheet'])})", '',
       *[f'![{os.path.basename(g)}](samples/{os.path.basename(g)})' for g in result['animations']],
-      '', '## Training', '', '| final training metric | value |', '|---|---|',
+      '',
+      ('MP4: ' + ', '.join(f'[{os.path.basename(v)}](samples/{os.path.basename(v)})'
+                           for v in result['videos'])) if result['videos'] else '', '',
+      f"SMPL-X animation files (AMASS convention, for the SMPL-X Blender add-on or `smplx`): "
+      f"`samples/smplx/`, {result['smplx_files']} files, one per reaction and person; all "
+      'reactions with the fps in `samples/test_reactions.npz`.', '', '## Training', '',
+      '| final training metric | value |', '|---|---|',
       *[f'| {k} | {v:.4g} |' for k, v in m.items()], '',
   ]
   with open(os.path.join(workdir, 'report.md'), 'w') as f:
@@ -149,20 +190,12 @@ def sample_from_checkpoint(config, workdir, splits):
                               config.sample.batch_size,
                               config.sample.num_repetitions,
                               progress=True)
-  out_dir = os.path.join(workdir, 'samples')
-  os.makedirs(out_dir, exist_ok=True)
-  npz = sample.save_npz(os.path.join(out_dir, 'test_reactions.npz'),
-                        batch['actor'],
-                        generated,
-                        batch['label'],
-                        class_names,
-                        real_reactor=batch['reactor'],
-                        names=names)
+  outputs = write_outputs(config, workdir, batch, generated, names, class_names)
   return {
       'checkpoint_step': step,
-      'samples': npz,
       'shape': list(generated.shape),
-      'matmul_dtype': config.sample.matmul_dtype
+      'matmul_dtype': config.sample.matmul_dtype,
+      **outputs
   }
 
 

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use('Agg')  # headless: renders to files only
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import animation  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -98,40 +97,73 @@ def _setup(ax, view, title):
   ax.set_title(title, fontsize=9)
 
 
-def animate(people, path, title='', fps=30):
-  """Writes an animation of several skeletons (dict name -> [T, 55, 3] joints) to .gif or .mp4."""
+def render_frames(people, title='', size=4.0, dpi=80):
+  """[T, H, W, 3] uint8 frames of several skeletons (dict name -> [T, 55, 3] joints)."""
   names = list(people)
   view = _view(people)
   frames = min(len(p) for p in people.values())
-  fig = plt.figure(figsize=(4, 4), dpi=80)
+  fig = plt.figure(figsize=(size, size), dpi=dpi)
   ax = fig.add_subplot(projection='3d')
   fig.subplots_adjust(0, 0, 1, 0.93)
-
-  def update(f):
+  images = []
+  for f in range(frames):
     _setup(ax, view, f'{title}  frame {f + 1}/{frames}')
     for name in names:
       _draw(ax, people[name][f], COLORS.get(name, None), name)
     _draw_contacts(ax, people, f)
     ax.legend(loc='upper right', fontsize=7)
-    return []
+    fig.canvas.draw()
+    images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+  plt.close(fig)
+  return np.stack(images)
 
+
+def mp4_encoder():
+  """The ffmpeg binary of the imageio-ffmpeg package (requirements.txt), or None."""
+  try:
+    import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
+    return imageio_ffmpeg.get_ffmpeg_exe()
+  except (ImportError, RuntimeError):
+    return None
+
+
+def write_video(images, path, fps=30):
+  """Writes [T, H, W, 3] uint8 frames to a .gif (Pillow) or .mp4 (H.264, imageio-ffmpeg)."""
   path = str(path)
   if path.endswith('.gif'):
-    writer = animation.PillowWriter(fps=fps)
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    first, *rest = [Image.fromarray(im) for im in images]
+    first.save(path, save_all=True, append_images=rest, duration=int(round(1000 / fps)), loop=0)
   elif path.endswith('.mp4'):
-    if not animation.writers.is_available('ffmpeg'):
-      plt.close(fig)
-      raise errors.ConfigError(
-          f'{path}: writing MP4 needs ffmpeg on PATH (e.g. apt-get install ffmpeg); '
-          'or write a .gif.')
-    writer = animation.FFMpegWriter(fps=fps)
+    if mp4_encoder() is None:
+      raise errors.ConfigError(f'{path}: writing MP4 needs the imageio-ffmpeg package '
+                               '(pip install -r requirements.txt); or write a .gif.')
+    import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
+    height, width = images.shape[1:3]
+    writer = imageio_ffmpeg.write_frames(path, (width, height),
+                                         fps=fps,
+                                         macro_block_size=8,
+                                         quality=7)
+    writer.send(None)
+    for im in images:
+      writer.send(np.ascontiguousarray(im))
+    writer.close()
   else:
-    plt.close(fig)
     raise errors.ConfigError(f'{path}: animations are written as .gif or .mp4.')
-  anim = animation.FuncAnimation(fig, update, frames=frames, interval=1000 / fps)
-  anim.save(path, writer=writer)
-  plt.close(fig)
   return path
+
+
+def animate(people, path, title='', fps=30):
+  """Writes an animation of several skeletons (dict name -> [T, 55, 3] joints) to `path` (.gif or
+  .mp4), or to each of several paths (a list), drawing the frames once."""
+  paths = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
+  for p in paths:
+    if not p.endswith(('.gif', '.mp4')):
+      raise errors.ConfigError(f'{p}: animations are written as .gif or .mp4.')
+  images = render_frames(people, title)
+  for p in paths:
+    write_video(images, p, fps)
+  return paths if isinstance(path, (list, tuple)) else paths[0]
 
 
 def contact_sheet(rows, path, num_frames=6):

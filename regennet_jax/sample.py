@@ -152,7 +152,7 @@ def to_axis_angle(motion):
   return aa, np.asarray(motion[..., skeleton.TRANSLATION_ROW, :3])
 
 
-def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names=None):
+def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names=None, fps=30):
   """Writes generated reactions with everything needed to inspect or animate them.
 
   actor [N, T, 56, 6]; reactor [N, T, 56, 6] or [N, K, T, 56, 6] (K reactions per actor).
@@ -173,5 +173,6 @@ def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names
                       reactor_axis_angle=reactor_aa,
                       reactor_translation=reactor_tr,
                       joint_names=np.array(skeleton.JOINT_NAMES),
+                      fps=np.array(float(fps)),
                       **extra)
   return path

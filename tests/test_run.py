@@ -60,6 +60,16 @@ def test_train_then_sample(tmp_path):
   assert data['reactor'].shape == (4, 3, 12, 56, 6)
   assert data['reactor_axis_angle'].shape == (4, 3, 12, 55, 3)
   assert not np.allclose(data['reactor'][:, 0], data['reactor'][:, 1])  # independent draws
+  assert float(data['fps']) == 30
+  # Files people use: one SMPL-X file per person and reaction, videos, a contact sheet per class.
+  smplx_dir = os.path.join(workdir, 'samples', 'smplx')
+  assert result['smplx_files'] == 4 * (1 + 3) == len(os.listdir(smplx_dir))
+  amass = np.load(os.path.join(smplx_dir, sorted(os.listdir(smplx_dir))[0]))
+  assert amass['poses'].shape == (12, 165) and float(amass['mocap_frame_rate']) == 30
+  assert result['videos'] and all(os.path.getsize(v) > 1000 for v in result['videos'])
+  classes = set(data['action'])
+  assert {os.path.basename(p) for p in result['contact_sheets']
+         } == {f'contact_sheet_{c}.png' for c in classes}
 
   proc = _run([
       f'--workdir={workdir}', '--mode=stream', '--config.stream.batch_size=2',
@@ -185,3 +195,34 @@ def test_recognizer_and_evaluation_modes(tmp_path):
   # A recognizer trained for another window length is refused with a reason.
   proc = _run([f'--workdir={workdir}', '--mode=eval'] + tiny + ['--config.data.num_frames=10'])
   assert proc.returncode == 1 and 'recognizer was trained for 8 classes and 12 frames' in proc.stderr
+
+
+def test_tensorboard_serves_the_training_curves(tmp_path):
+  workdir = tmp_path / 'run'
+  assert _run([f'--workdir={workdir}'] + cli_overrides(**{'train.num_steps': 2})).returncode == 0
+  import socket
+  import urllib.request
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    port = sock.getsockname()[1]
+  server = subprocess.Popen([
+      sys.executable, '-m', 'tensorboard.main', f'--logdir={workdir}', f'--port={port}',
+      '--host=localhost'
+  ],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env=ENV)
+  try:
+    deadline, tags = time.time() + 90, None
+    while time.time() < deadline and not tags:
+      time.sleep(1)
+      try:
+        with urllib.request.urlopen(f'http://localhost:{port}/data/plugin/scalars/tags') as r:
+          tags = json.loads(r.read())
+      except OSError:
+        continue
+    assert tags, server.stderr.read1(3000) if server.poll() is not None else 'no answer'
+    assert 'train/loss' in tags['tensorboard']
+  finally:
+    server.terminate()
+    server.wait(timeout=30)
