@@ -186,7 +186,7 @@ def load_sampling_params(config, workdir, num_actions, warn=print):
   try:
     model = make_model(config, num_actions)
     tx = make_optimizer(config)
-    state, shardings = make_train_state(config, model, tx, sharding.local_mesh(),
+    state, shardings = make_train_state(config, model, tx, sharding.sampling_mesh(),
                                         jax.random.PRNGKey(0))
     state, _, step = checkpoints.restore_latest(manager, state, shardings, warn)
   finally:

@@ -24,20 +24,22 @@ from regennet_jax.evaluation import protocol
 from regennet_jax.evaluation import recognizer as recognizer_lib
 
 
+def _is_main():
+  return jax.process_index() == 0
+
+
 def after_training(config, workdir, state, summary, splits):
-  """run.py's train mode, after train.train: the report on the trained weights."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  # Every host joins the gather (a collective); then only host 0 samples and reports.
-  params = multihost_utils.process_allgather(state.sampling_params(), tiled=True)
+  """run.py's train mode, after train.train: the report on the trained weights (every host
+  samples its share; the main one writes)."""
   result = {
       'workdir': os.path.abspath(workdir),
       'steps': summary['final_step'],
       'stopped_by': summary['stopped_by'],
       'last_metrics': summary.get('last_metrics')
   }
-  if summary['stopped_by'] or jax.process_index() != 0:
+  if summary['stopped_by']:
     return result
-  result.update(report(config, workdir, params, splits))
+  result.update(report(config, workdir, state.sampling_params(), splits))
   return result
 
 
@@ -113,6 +115,8 @@ def report(config, workdir, params, splits):
                                        respacing=config.sample.respacing,
                                        method=config.sample.method)
   scalars, table, generated = monitor(params, seed=config.seed)
+  if not _is_main():
+    return {}
   outputs = write_outputs(config,
                           workdir,
                           monitor.batch,
@@ -186,10 +190,12 @@ def sample_from_checkpoint(config, workdir, splits):
                               batch['actor'],
                               batch['label'],
                               jax.random.PRNGKey(config.seed),
-                              sharding.local_mesh(),
+                              sharding.sampling_mesh(),
                               config.sample.batch_size,
                               config.sample.num_repetitions,
                               progress=True)
+  if not _is_main():
+    return {}
   outputs = write_outputs(config, workdir, batch, generated, names, class_names)
   return {
       'checkpoint_step': step,
@@ -204,6 +210,10 @@ def stream_from_checkpoint(config, workdir, splits):
   with the whole-sequence sampler on the same actors and key."""
   _, test_src, class_names = splits
   params, step = _sampling_params(config, workdir, class_names)
+  # A stream runs on one host: the weights come to every host (a collective), the main streams.
+  params = jax.tree_util.tree_map(sample.to_host, params)
+  if not _is_main():
+    return {}
   batch, _ = monitor_lib.test_windows(config, test_src, config.stream.batch_size)
   model = factory.make_model(config, len(class_names), for_sampling=True)
   schedule = factory.make_schedule(config, config.sample.respacing)
@@ -240,6 +250,8 @@ def stream_from_checkpoint(config, workdir, splits):
 
 def train_recognizer(config, workdir, splits):
   """run.py --mode=train_recognizer: the ST-GCN evaluator on real pairs, in <workdir>/recognizer."""
+  if not _is_main():  # a small network: one host trains it
+    return {}
   os.makedirs(workdir, exist_ok=True)
   return recognizer_lib.train_recognizer(config, workdir, splits)
 

@@ -125,7 +125,7 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
   batch_size = max(data, batch_size - batch_size % data)
   sharding = NamedSharding(mesh, P('data'))
   replicated = NamedSharding(mesh, P())
-  params = jax.device_put(params, replicated)
+  params = _on_mesh(params, replicated)
   fn = jax.jit(sampler,
                in_shardings=(replicated, sharding, sharding, replicated),
                out_shardings=sharding)
@@ -139,10 +139,32 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
     if n < batch_size:  # pad the last batch to the compiled shape
       actor = np.concatenate([actor, np.repeat(actor[-1:], batch_size - n, 0)])
       label = np.concatenate([label, np.repeat(label[-1:], batch_size - n, 0)])
-    res = fn(params, jax.device_put(actor, sharding), jax.device_put(label, sharding),
+    res = fn(params, _on_mesh(actor, sharding), _on_mesh(label, sharding),
              jax.random.fold_in(key, b))
-    out.append(np.asarray(res)[:n])
+    out.append(to_host(res)[:n])
   return np.concatenate(out)
+
+
+def _on_mesh(tree, sharding):
+  """Host arrays (the same on every host) -> global arrays laid out by `sharding`: each host puts
+  only the shards of its own devices, so a mesh may span several hosts."""
+  def put(x):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+      return x
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return jax.jit(lambda y: y, out_shardings=sharding)(x)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree_util.tree_map(put, tree)
+
+
+def to_host(x):
+  """A global array as one numpy array on every host (a collective when it spans hosts)."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def to_axis_angle(motion):

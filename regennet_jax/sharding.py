@@ -21,9 +21,10 @@ def make_mesh(model_parallel=1, devices=None):
   return Mesh(devices.reshape(-1, model_parallel), ('data', 'model'))
 
 
-def local_mesh():
-  """A data-parallel Mesh of this host's devices (sampling and evaluation on one host)."""
-  return make_mesh(1, jax.local_devices())
+def sampling_mesh():
+  """A data-parallel Mesh over every device of every host: sampling and evaluation split their
+  batches over all of them (each host feeds the shards of its own devices)."""
+  return make_mesh(1)
 
 
 def param_sharding(mesh, params):

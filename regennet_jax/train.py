@@ -26,15 +26,10 @@ from regennet_jax.data import sources
 
 
 def _evaluate(monitor, state, is_main):
-  """The monitor's scalars for the weights sampling uses, on the main process."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  params = state.sampling_params()
-  if jax.process_count() > 1:  # every host joins the gather; the main one samples
-    params = multihost_utils.process_allgather(params, tiled=True)
-  if not is_main:
-    return None
-  scalars, _, _ = monitor(params)
-  return scalars
+  """The monitor's scalars for the weights sampling uses: every host samples its share of the
+  test actors (a collective); the main one reports."""
+  scalars, _, _ = monitor(state.sampling_params())
+  return scalars if is_main else None
 
 
 def train(config: ml_collections.ConfigDict,
@@ -134,12 +129,13 @@ def train(config: ml_collections.ConfigDict,
                          ' '.join(f'{k}={v:.3g}' for k, v in evaluation.items() if '/' not in k))
             summary['last_eval'] = evaluation
           t0 += time.time() - t_eval  # evaluation is not training time
-        if step % config.train.checkpoint_every == 0 or step == num_steps or stop.requested:
+        stopping = stop.agreed()  # the same answer on every host, at this step
+        if step % config.train.checkpoint_every == 0 or step == num_steps or stopping:
           checkpoints.save(manager, state, data_iter.get_state())
-        if stop.requested:
-          summary['stopped_by'] = stop.requested
+        if stopping:
+          summary['stopped_by'] = stopping
           if is_main:
-            tqdm.write(f'{stop.requested}: saved checkpoint at step {step}; rerun the same command '
+            tqdm.write(f'{stopping}: saved checkpoint at step {step}; rerun the same command '
                        'to resume.')
           break
   except BaseException:

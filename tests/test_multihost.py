@@ -1,12 +1,20 @@
-"""A 2-process jax.distributed run on localhost: trains, checkpoints, and resumes."""
+"""Several jax.distributed processes on localhost, as the hosts of a pod: training, preemption of
+one host, a host killed mid-save, data shards, and sampling / evaluation over every host."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import time
 
-from tests.helpers import ENV, RUN, last_json as _last_json
-from tests.helpers import ROOT, cli_overrides
+import numpy as np
+import pytest
+
+from regennet_jax.data import pipeline
+from tests.helpers import ENV, ROOT, RUN, cli_overrides, last_json, run
+
+pytestmark = pytest.mark.multihost
 
 
 def _free_port():
@@ -15,39 +23,153 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdir, steps):
+def _start(workdir, args, processes=2):
   port = _free_port()
-  procs = [
+  return [
       subprocess.Popen(RUN + [
-          f'--workdir={workdir}', f'--coordinator_address=localhost:{port}', '--num_processes=2',
-          f'--process_id={i}'
-      ] + cli_overrides(**{
-          'train.num_steps': steps,
-          'train.checkpoint_every': 2
-      }),
+          f'--workdir={workdir}', f'--coordinator_address=localhost:{port}',
+          f'--num_processes={processes}', f'--process_id={i}'
+      ] + args,
                        stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE,
                        text=True,
                        env=ENV,
-                       cwd=ROOT) for i in range(2)
+                       cwd=ROOT) for i in range(processes)
   ]
+
+
+def _finish(procs, timeout=400):
   outs = []
   for p in procs:
-    out, err = p.communicate(timeout=400)
+    out, err = p.communicate(timeout=timeout)
     assert p.returncode == 0, err[-3000:]
     outs.append((out, err))
   return outs
 
 
-def test_two_process_training_checkpoints_and_resumes(tmp_path):
-  workdir = tmp_path / 'run'
-  outs = _run_two_processes(workdir, 4)
-  result = _last_json(outs[0][0])  # only process 0 reports
-  assert result['steps'] == 4
-  assert '"steps"' not in outs[1][0]
-  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
-  rows = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
-  assert [r['step'] for r in rows] == [1, 2, 3, 4]
-  outs = _run_two_processes(workdir, 6)
+def _losses(workdir):
+  return [json.loads(line)['loss'] for line in open(workdir / 'metrics.jsonl') if '"loss"' in line]
+
+
+def _tiny(**overrides):
+  return cli_overrides(**{'train.checkpoint_every': 2, 'model.dropout': 0.0, **overrides})
+
+
+def test_two_hosts_train_resume_and_sample_like_one(tmp_path):
+  straight = tmp_path / 'straight'
+  outs = _finish(_start(straight, _tiny(**{'train.num_steps': 4})))
+  assert last_json(outs[0][0])['steps'] == 4 and '"steps"' not in outs[1][0]  # process 0 reports
+  assert sorted(os.listdir(straight / 'checkpoints')) == ['2', '4']
+  assert [json.loads(line)['step'] for line in open(straight / 'metrics.jsonl')] == [1, 2, 3, 4]
+  resumed = tmp_path / 'resumed'
+  _finish(_start(resumed, _tiny(**{'train.num_steps': 2})))
+  outs = _finish(_start(resumed, _tiny(**{'train.num_steps': 4})))
   assert 'Resumed from' in outs[0][0] + outs[0][1]
-  assert _last_json(outs[0][0])['steps'] == 6
+  np.testing.assert_allclose(_losses(resumed), _losses(straight), rtol=1e-5)
+  # Sampling over both hosts' devices gives what one process gives, and one process writes.
+  sample = ['--mode=sample', '--config.sample.num_samples=6', '--config.sample.batch_size=2']
+  _finish(_start(straight, _tiny() + sample))
+  two = np.load(straight / 'samples' / 'test_reactions.npz')['reactor']
+  proc = run([f'--workdir={straight}'] + _tiny() + sample)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one = np.load(straight / 'samples' / 'test_reactions.npz')['reactor']
+  assert two.shape == one.shape == (6, 12, 56, 6)
+  np.testing.assert_allclose(two, one, atol=1e-4)
+
+
+@pytest.mark.parametrize('signal_to_send', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path, signal_to_send):
+  workdir = tmp_path / 'run'
+  procs = _start(workdir, _tiny(**{'train.num_steps': 100000, 'train.checkpoint_every': 100000}))
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while time.time() < deadline and (not metrics.exists() or
+                                    len(metrics.read_text().splitlines()) < 3):
+    time.sleep(0.5)
+  procs[1].send_signal(signal_to_send)  # preempt the host that does not report
+  started = time.time()
+  outs = _finish(procs, timeout=120)
+  assert time.time() - started < 60
+  result = last_json(outs[0][0])
+  assert result['stopped_by'] == signal_to_send.name
+  saved = result['steps']
+  assert os.listdir(workdir / 'checkpoints') == [str(saved)]  # one checkpoint, written by both
+  outs = _finish(_start(workdir, _tiny(**{'train.num_steps': saved + 2})))
+  assert 'Resumed from' in outs[0][0] + outs[0][1] and last_json(outs[0][0])['steps'] == saved + 2
+
+
+def test_a_host_killed_while_saving_leaves_the_last_complete_checkpoint(tmp_path):
+  workdir = tmp_path / 'run'
+  procs = _start(workdir, _tiny(**{'train.num_steps': 100000, 'train.checkpoint_every': 1}))
+  checkpoints = workdir / 'checkpoints'
+  deadline = time.time() + 300
+  while time.time() < deadline and (not checkpoints.exists() or
+                                    len([n for n in os.listdir(checkpoints) if n.isdigit()]) < 3):
+    time.sleep(0.2)
+  procs[1].kill()  # checkpoints are saved every step: this lands during a save
+  time.sleep(1)
+  procs[0].kill()  # the survivor cannot go on without its peer; the scheduler would restart both
+  for p in procs:
+    p.communicate(timeout=60)
+  complete = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit())
+  outs = _finish(_start(workdir, _tiny(**{'train.num_steps': complete[-1] + 1})))
+  text = outs[0][0] + outs[0][1]
+  assert 'Resumed from' in text
+  resumed_from = int(text.split('Resumed from')[1].split('/checkpoints/')[1].split()[0])
+  assert resumed_from in complete
+  assert last_json(outs[0][0])['steps'] == complete[-1] + 1
+
+
+def test_host_shards_are_disjoint_and_cover_the_split():
+  source = [{
+      'actor': np.zeros((3, 56, 3), np.float32),
+      'reactor': np.zeros((3, 56, 3), np.float32),
+      'label': i
+  } for i in range(23)]
+  seen = []
+  for host in range(3):
+    ds = pipeline.make_dataset(source,
+                               1,
+                               pipeline.Windowing(3),
+                               seed=4,
+                               repeat=False,
+                               shard_index=host,
+                               shard_count=3,
+                               num_threads=1)
+    seen.append([int(b['label'][0]) for b in ds])
+  assert sorted(sum(seen, [])) == list(range(23))
+  assert all(len(set(a) & set(b)) == 0 for i, a in enumerate(seen) for b in seen[i + 1:])
+  assert [len(s) for s in seen] == [8, 8, 7]
+
+
+def test_evaluation_over_two_hosts_equals_one_process(tmp_path):
+  workdir = tmp_path / 'run'
+  tiny = _tiny(
+      **{
+          'recognizer.width': 0.125,
+          'recognizer.batch_size': 4,
+          'recognizer.num_steps': 3,
+          'eval.num_seeds': 2,
+          'eval.num_samples': 6,
+          'eval.batch_size': 2,
+          'eval.kid_subsets': 2,
+          'eval.diversity_pairs': 10,
+          'eval.multimodality_pairs': 3,
+          'train.num_steps': 2
+      })
+  assert run([f'--workdir={workdir}'] + tiny).returncode == 0
+  assert run([f'--workdir={workdir}', '--mode=train_recognizer'] + tiny).returncode == 0
+  _finish(_start(workdir, tiny + ['--mode=eval']))
+  two = json.load(open(workdir / 'eval_report.json'))
+  proc = run([f'--workdir={workdir}', '--mode=eval'] + tiny)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one = json.load(open(workdir / 'eval_report.json'))
+  for split in ('train', 'test'):
+    for metric, value in one['results'][split]['generated'].items():
+      np.testing.assert_allclose(two['results'][split]['generated'][metric]['mean'],
+                                 value['mean'],
+                                 rtol=1e-3,
+                                 atol=1e-4,
+                                 err_msg=metric)
+  np.testing.assert_allclose(two['per_class']['handshake']['generated']['success_rate']['mean'],
+                             one['per_class']['handshake']['generated']['success_rate']['mean'])

@@ -57,7 +57,7 @@ class QualityMonitor:
     self.sampling = (config.eval.respacing if respacing is None else respacing,
                      config.eval.method if method is None else method)
     self.sampler = factory.make_sampler(config, len(class_names), *self.sampling)
-    self.mesh = sharding.local_mesh()
+    self.mesh = sharding.sampling_mesh()
     self.recognizer = None
     try:
       self.recognizer, _ = recognizer_lib.load_recognizer(config, workdir, len(class_names))

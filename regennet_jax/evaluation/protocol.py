@@ -72,7 +72,7 @@ def evaluate(config, workdir, params, splits, progress=True):
   num_classes = len(class_names)
   recog, recog_info = recognizer_lib.load_recognizer(config, workdir, num_classes)
   sampler = factory.make_sampler(config, num_classes, e.respacing, e.method)
-  mesh = sharding.local_mesh()
+  mesh = sharding.sampling_mesh()
   runs = {
       split: {
           'generated': {
@@ -121,6 +121,8 @@ def evaluate(config, workdir, params, splits, progress=True):
       'results': summary,
       'per_class': interaction_per_class(config, workdir, params, test_src, class_names, progress)
   }
+  if jax.process_index() != 0:  # every host sampled its share; the main one writes
+    return report
   with open(os.path.join(workdir, 'eval_report.json'), 'w') as f:
     json.dump(report, f, indent=2)
   with open(os.path.join(workdir, 'eval_report.md'), 'w') as f:

@@ -138,5 +138,9 @@ def load_recognizer(config, workdir, num_classes):
   abstract = jax.eval_shape(
       model.init, jax.random.PRNGKey(0),
       jnp.zeros((1, config.data.num_frames, skeleton.MOTION_ROWS, skeleton.PAIR_CHANNELS)))
+  # Every host scores with its own copy, on its first local device (whoever saved it).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
   variables = ocp.StandardCheckpointer().restore(os.path.join(directory, 'variables'), abstract)
   return Recognizer(model, variables), info
