@@ -85,7 +85,7 @@ def train(config: ml_collections.ConfigDict,
     from regennet_jax.evaluation import monitor as monitor_lib  # pylint: disable=g-import-not-at-top
     monitor = monitor_lib.QualityMonitor(config, workdir, test_src, class_names)
   train_seconds = 0.0  # wall time in training steps (evaluation excluded), this process
-  window, t0 = [], time.time()
+  window, pending, t0 = [], [], time.time()
   bar = tqdm(total=num_steps,
              initial=step,
              disable=not (progress and is_main),
@@ -97,18 +97,28 @@ def train(config: ml_collections.ConfigDict,
       while step < num_steps:
         batch = sharding.shard_batch(next(data_iter), setup.mesh)
         state, metrics = setup.step(state, batch, step_key)
-        metrics = jax.device_get(metrics)
-        if not np.isfinite(metrics['loss']):
-          raise errors.RunError(
-              f'loss became {metrics["loss"]} at step {step + 1} (terms: ' +
-              ', '.join(f'{k}={float(v):.4g}' for k, v in metrics.items()) + '). Stopped '
-              f'without saving; the last good checkpoint is step {manager.latest_step()}. Lower '
-              'train.learning_rate or set train.grad_clip, then rerun to resume from it.')
         step += 1
-        window.append({k: float(v) for k, v in metrics.items()})
+        pending.append(metrics)  # left on the device: fetching every step would stall dispatch
         bar.update(1)
-        bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
-        if step % config.train.log_every == 0 or step == num_steps:
+        stopping = stop.agreed()  # the same answer on every host, at this step
+        log_now = step % config.train.log_every == 0 or step == num_steps or stopping
+        save_now = step % config.train.checkpoint_every == 0 or step == num_steps or stopping
+        eval_now = monitor is not None and (step % config.train.eval_every == 0 or
+                                            step == num_steps)
+        if log_now or save_now or eval_now:
+          rows = jax.device_get(pending)
+          first = step - len(rows) + 1
+          pending = []
+          for offset, row in enumerate(rows):
+            if not np.isfinite(row['loss']):
+              raise errors.RunError(
+                  f'loss became {row["loss"]} at step {first + offset} (terms: ' +
+                  ', '.join(f'{k}={float(v):.4g}' for k, v in row.items()) + '). Stopped '
+                  f'without saving; the last good checkpoint is step {manager.latest_step()}. '
+                  'Lower train.learning_rate or set train.grad_clip, then rerun to resume from it.')
+          window += [{k: float(v) for k, v in row.items()} for row in rows]
+          bar.set_postfix(loss=f"{window[-1]['loss']:.4f}")
+        if log_now:
           scalars = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
           scalars['steps_per_sec'] = len(window) / (time.time() - t0)
           train_seconds += time.time() - t0
@@ -118,7 +128,7 @@ def train(config: ml_collections.ConfigDict,
             tqdm.write(f'step {step}: ' + ' '.join(f'{k}={v:.4g}' for k, v in scalars.items()))
           summary['last_metrics'] = scalars
           window, t0 = [], time.time()
-        if monitor is not None and (step % config.train.eval_every == 0 or step == num_steps):
+        if eval_now:
           t_eval = time.time()
           evaluation = _evaluate(monitor, state, is_main)
           if evaluation is not None:
@@ -129,8 +139,7 @@ def train(config: ml_collections.ConfigDict,
                          ' '.join(f'{k}={v:.3g}' for k, v in evaluation.items() if '/' not in k))
             summary['last_eval'] = evaluation
           t0 += time.time() - t_eval  # evaluation is not training time
-        stopping = stop.agreed()  # the same answer on every host, at this step
-        if step % config.train.checkpoint_every == 0 or step == num_steps or stopping:
+        if save_now:
           checkpoints.save(manager, state, data_iter.get_state())
         if stopping:
           summary['stopped_by'] = stopping
