@@ -23,12 +23,14 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'confi
 
 
 def _config_file(argv):
+  """(config file path, its ':argument' or None) from the command line."""
   for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      return arg.split('=', 1)[1].split(':')[0]
-    if arg == '--config' and i + 1 < len(argv):
-      return argv[i + 1].split(':')[0]
-  return DEFAULT_CONFIG
+    value = arg.split('=', 1)[1] if arg.startswith('--config=') else (
+        argv[i + 1] if arg == '--config' and i + 1 < len(argv) else None)
+    if value is not None:
+      path, _, argument = value.partition(':')
+      return path, argument or None
+  return DEFAULT_CONFIG, None
 
 
 def _overrides(argv):
@@ -68,15 +70,15 @@ def _type_problem(default, text):
 def _explain_flag_error(argv, error=None):
   """One line for a command line that does not parse (a missing config file, an unknown field),
   or None if it is fine."""
-  path = _config_file(argv)
+  path, argument = _config_file(argv)
   if not os.path.exists(path):
     return f'--config={path}: no such config file (see configs/ for the ones there are).'
   try:
     spec = importlib.util.spec_from_file_location('config_module', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
-  except Exception as e:  # a broken config file: say where
+    config = module.get_config() if argument is None else module.get_config(argument)
+  except Exception as e:  # a broken config file or argument: say where
     return f'--config={path}: the config file does not load ({type(e).__name__}: {e}).'
   for name, value in _overrides(argv):
     node, parts = config, name.split('.')

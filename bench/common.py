@@ -20,13 +20,17 @@ if ROOT not in sys.path:
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-# What the benchmarks call the sizes: the paper's NTU model and data, and the default run's.
-CONFIGS = {'ntu': 'ntu120', 'default': 'synthetic'}
+# What the benchmarks call the sizes: the paper's NTU model, data and recipe (what the original
+# is compared with), and the default run's config.
+CONFIGS = {'ntu': 'ntu120:original', 'default': 'synthetic'}
 
 
 def load_config(preset):
-  """configs/<file>.py's config for a preset name ('ntu', 'default') or a config file name."""
-  return importlib.import_module(f'configs.{CONFIGS.get(preset, preset)}').get_config()
+  """configs/<file>.py's config for a preset name ('ntu', 'default') or a config file name, with
+  an optional ':recipe' as on the command line."""
+  name, _, recipe = CONFIGS.get(preset, preset).partition(':')
+  module = importlib.import_module(f'configs.{name}')
+  return module.get_config(recipe) if recipe else module.get_config()
 
 
 def time_fn(fn, *args, repeats=5, warmup=1):
