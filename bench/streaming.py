@@ -1,13 +1,14 @@
-"""Streaming latency: milliseconds per reactor frame (p50/p99) for several denoising-step counts.
+"""Streaming latency: milliseconds per reactor frame (p50/p99/max) for several denoising-step
+counts, and the throughput of many simultaneous streams.
 
-  python bench/streaming.py [--preset=ntu|default] [--steps=2,5,10,100]
+  python bench/streaming.py [--preset=ntu|default] [--steps=2,5,10] [--streams=1,8,32]
 
 Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 100 steps.
 """
 
 import argparse
 
-from common import emit, load_config
+from common import emit, load_config, roofline
 
 import jax
 import jax.numpy as jnp
@@ -22,25 +23,38 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--preset', default='ntu', help="'ntu', 'default' or a configs/ file name")
   parser.add_argument('--steps', default='2,5,10')
+  parser.add_argument('--streams', default='1,8,32', help='simultaneous streams (batch sizes)')
   parser.add_argument('--frames', type=int, default=60)
+  parser.add_argument('--matmul_dtype', choices=['float32', 'bfloat16'], default='float32')
   args = parser.parse_args()
   config = load_config(args.preset)
+  config.sample.matmul_dtype = args.matmul_dtype
   model = factory.make_model(config, 26, for_sampling=True)
   layout = (skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS)
   x = jnp.zeros((1, args.frames) + layout)
   params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,), jnp.int32), x)['params']
-  actor = np.random.default_rng(0).normal(0, 0.3, (args.frames, 1) + layout).astype(np.float32)
+  rng = np.random.default_rng(0)
   results = {}
-  for steps in [int(s) for s in args.steps.split(',')]:
-    schedule = factory.make_schedule(config, f'ddim{steps}')
-    stream = streaming.ReactionStream(model,
-                                      params,
-                                      schedule,
-                                      jax.random.PRNGKey(1),
-                                      max_frames=args.frames)
-    for f in range(args.frames):
-      stream.push(actor[f])
-    results[f'{steps}_steps'] = stream.latency_report()
+  for streams in [int(s) for s in args.streams.split(',')]:
+    actor = rng.normal(0, 0.3, (args.frames, streams) + layout).astype(np.float32)
+    for steps in [int(s) for s in args.steps.split(',')]:
+      if streams > 1 and steps != 5:
+        continue  # many streams: the paper's evaluation setting only
+      schedule = factory.make_schedule(config, f'ddim{steps}')
+      stream = streaming.ReactionStream(model,
+                                        params,
+                                        schedule,
+                                        jax.random.PRNGKey(1),
+                                        batch_size=streams,
+                                        max_frames=args.frames)
+      for f in range(args.frames):
+        stream.push(actor[f])
+      report = stream.latency_report()
+      flops = stream._step.cost_analysis()
+      flops = float((flops[0] if isinstance(flops, list) else flops).get('flops', np.nan))
+      report.update(roofline(flops, report['p50_ms'] / 1000, args.matmul_dtype))
+      report['frames_per_sec'] = streams * 1000 / report['p50_ms']
+      results[f'{streams}_streams_{steps}_steps'] = report
   m = config.model
   emit({
       'benchmark': 'streaming',
@@ -48,6 +62,8 @@ def main():
       'num_layers': m.num_layers,
       'latent_dim': m.latent_dim,
       'frames': args.frames,
+      'matmul_dtype': args.matmul_dtype,
+      'max_frames': args.frames,
       'latency': results
   })
 

@@ -85,7 +85,14 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
   ])
   assert summary['step'] == 1234
   assert '--config.model.num_layers=1' in summary['run_py_overrides']
-  config = tiny_config(**{'model.num_layers': 1, 'model.latent_dim': 32, 'model.ff_size': 64})
+  # The overrides the command prints are all run.py needs to use the imported weights.
+  overrides = dict(flag.split('=') for flag in summary['run_py_overrides'].split())
+  assert overrides['--config.model.actor_frame'] == 'False'  # the released models' input
+  config = tiny_config()
+  for flag, value in overrides.items():
+    section, name = flag[len('--config.'):].split('.')
+    config[section][name] = type(config[section][name])(value == 'True' if value in (
+        'True', 'False') else value)
   params, step = factory.load_sampling_params(config, str(tmp_path / 'run'), 8)
   assert step == 1234
   np.testing.assert_allclose(np.asarray(params['output_process']['kernel']),
