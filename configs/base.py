@@ -20,6 +20,7 @@ def get_config():
   c.data.synthetic_max_frames = 80
   c.data.num_frames = 60  # window length
   c.data.crop = 'random'
+  c.data.start_prob = 0.0  # share of random-crop windows that start at frame 0 anyway
   c.data.swap_prob = 0.0  # >0: the paper's 'Random' actor/reactor ablation (Table 8)
   c.data.num_threads = 2
   c.data.prefetch = 4

@@ -42,6 +42,7 @@ RANGES = {
     'data.synthetic_max_frames': AT_LEAST_ONE,
     'data.num_frames': AT_LEAST_ONE,
     'data.swap_prob': FRACTION,
+    'data.start_prob': FRACTION,
     'data.num_threads': AT_LEAST_ONE,
     'data.prefetch': AT_LEAST_ONE,
     'data.fps': POSITIVE,

@@ -51,7 +51,8 @@ def train(config: ml_collections.ConfigDict,
   if config.train.batch_size % data_size or config.train.batch_size % num_hosts:
     raise errors.ConfigError(f'train.batch_size={config.train.batch_size} must divide evenly over '
                              f'{data_size} data-parallel devices and {num_hosts} hosts.')
-  windowing = pipeline.Windowing(config.data.num_frames, config.data.crop, config.data.swap_prob)
+  windowing = pipeline.Windowing(config.data.num_frames, config.data.crop, config.data.swap_prob,
+                                 config.data.start_prob)
   data_iter = iter(
       pipeline.make_dataset(train_src,
                             config.train.batch_size // num_hosts,

@@ -38,16 +38,22 @@ class Windowing:
   crop: 'random' (uniform start in [0, T - N]; the original never draws the last start, an
     off-by-one not copied here) or 'start' (always frame 0, for evaluation).
   swap_prob: probability of exchanging actor and reactor (the paper's 'Random' ablation).
+  start_prob: with crop='random', the probability that a window starts at frame 0 anyway. Uniform
+    crops rarely show the model a sequence's beginning, where the reactor stands still until the
+    actor does something; a model that never learnt that drifts at the start of a stream.
   """
   num_frames: int
   crop: str = 'random'
   swap_prob: float = 0.0
+  start_prob: float = 0.0
 
   def __post_init__(self):
     if self.crop not in ('random', 'start'):
       raise errors.ConfigError(f"data.crop must be 'random' or 'start', got {self.crop!r}")
     if self.num_frames < 1:
       raise errors.ConfigError(f'data.num_frames must be positive, got {self.num_frames}')
+    if not 0.0 <= self.start_prob <= 1.0:
+      raise errors.ConfigError(f'data.start_prob must be in [0, 1], got {self.start_prob}')
 
 
 def make_window(sample, windowing: Windowing, rng: np.random.Generator):
@@ -58,7 +64,8 @@ def make_window(sample, windowing: Windowing, rng: np.random.Generator):
   frames, n = actor.shape[0], windowing.num_frames
   start = 0
   if frames > n and windowing.crop == 'random':
-    start = int(rng.integers(0, frames - n + 1))
+    from_start = windowing.start_prob and rng.random() < windowing.start_prob
+    start = 0 if from_start else int(rng.integers(0, frames - n + 1))
   index = np.minimum(np.arange(start, start + n), frames - 1)
   origin = actor[start, skeleton.TRANSLATION_ROW]
   return {
