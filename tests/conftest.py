@@ -2,9 +2,21 @@
 `pythonpath` setting in pyproject.toml."""
 
 import os
+import shutil
+import tempfile
 
 # Tests run on the CPU; several forced devices let sharding tests run without accelerators.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Most tests run the same tiny models, many of them through run.py in a subprocess: one persistent
+# compilation cache for the session (inherited by every subprocess) turns a ~30 s compile into a
+# read (entries are keyed by the program, so a changed program simply compiles again). The
+# directory lives for the session only.
+_SESSION_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _SESSION_CACHE = tempfile.mkdtemp(prefix='regennet_jax_test_cache_')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _SESSION_CACHE
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 
 import pytest  # noqa: E402
 
@@ -15,3 +27,8 @@ from tests import fake_files  # noqa: E402
 def smplx_npz(tmp_path_factory):
   return fake_files.write_fake_smplx_npz(
       tmp_path_factory.mktemp('body_models') / 'SMPLX_NEUTRAL.npz')
+
+
+def pytest_sessionfinish(session, exitstatus):
+  if _SESSION_CACHE:
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

@@ -192,6 +192,30 @@ def test_window_random_crops_are_slices_covering_every_start():
                              atol=1e-6)
 
 
+def _window_start(ex, s, frames):
+  matches = [
+      k for k in range(frames) if np.allclose(
+          ex['actor'][:, :55], rotations.axis_angle_to_rot6d(s['actor'][k:k + 10, :55]), atol=1e-6)
+  ]
+  assert len(matches) == 1
+  return matches[0]
+
+
+def test_window_start_prob_adds_first_frame_windows():
+  s = _sample(frames=30)  # 21 possible starts: uniform crops start at 0 about 1 time in 21
+  rng = np.random.default_rng(0)
+  starts = lambda p: [
+      _window_start(pipeline.make_window(s, pipeline.Windowing(10, start_prob=p), rng), s, 21)
+      for _ in range(200)
+  ]
+  always, half, never = starts(1.0), starts(0.5), starts(0.0)
+  assert set(always) == {0}
+  assert 80 <= half.count(0) <= 130 and len(set(half)) > 10  # ~50% + 1/21 of the rest
+  assert never.count(0) < 30 and len(set(never)) > 15
+  with pytest.raises(ValueError, match='start_prob'):
+    pipeline.Windowing(10, start_prob=1.5)
+
+
 def test_window_swap_exchanges_people():
   s = _sample(frames=12)
   ex = pipeline.make_window(s, pipeline.Windowing(12, crop='start', swap_prob=1.0),
