@@ -153,6 +153,7 @@ def main():
     for seed in range(args.seeds):
       workdir = os.path.join(args.out, variant, f'seed{seed}')
       flags = [f'--workdir={workdir}', f'--config.seed={seed}'] + common + VARIANTS[variant]
+      os.makedirs(os.path.dirname(workdir), exist_ok=True)
       if not os.path.exists(os.path.join(workdir, 'report.json')):
         _, seconds[f'{variant}/seed{seed}/train'] = run(flags, workdir + '.train.log')
       if not os.path.exists(os.path.join(workdir, 'eval_report.json')):

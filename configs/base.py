@@ -11,8 +11,10 @@ def get_config():
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = ''  # 'synthetic', or the name of a converted dataset
-  c.data.path = ''  # converted dataset directory (see data_prep/)
+  c.data.name = ''  # 'synthetic' or a dataset built by python -m data_prep.build (chi3d_as, ...)
+  c.data.dir = ''  # the TFDS data dir datasets are read from (synthetic: built there on first use;
+  # default ~/.cache/regennet_jax/datasets or $REGENNET_JAX_DATA_DIR)
+  c.data.path = ''  # or one dataset directory (a data_prep converter's --out); overrides name/dir
   c.data.seed = 0  # synthetic data only
   c.data.synthetic_train_size = 512
   c.data.synthetic_test_size = 128

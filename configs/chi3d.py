@@ -1,8 +1,8 @@
 """Chi3D-AS (8 classes) with the paper's settings and the fast recipe
 (configs/recipes.py); `--config=configs/chi3d.py:original` is the paper's recipe exactly.
 
-Convert the data first (see data_prep/), then:
-  python run.py --config=configs/chi3d.py --config.data.path=/data/chi3d_as
+Build the dataset first (python -m data_prep.build --dataset=chi3d_as ...; see the README), then:
+  python run.py --config=configs/chi3d.py --config.data.dir=/data/tfds
 """
 
 from configs import base
@@ -11,7 +11,7 @@ from configs import recipes
 
 def get_config(recipe='fast'):
   c = base.get_config()
-  c.data.name = 'chi3d'
+  c.data.name = 'chi3d_as'
   c.data.num_frames = 150  # Chi3D needs 150 (the original's issue #4)
   c.data.fps = 50
   c.losses.fc_threshold = 0.01

@@ -3,7 +3,7 @@
 
 The paper gives no window length for InterHuman; 150 frames (5 s at 30 fps) is our choice. InterHuman
 uses SMPL bodies; the converter maps them onto the SMPL-X layout (body joints kept, hands at rest).
-  python run.py --config=configs/interhuman.py --config.data.path=/data/interhuman_as
+  python run.py --config=configs/interhuman.py --config.data.dir=/data/tfds
 """
 
 from configs import base
@@ -12,7 +12,7 @@ from configs import recipes
 
 def get_config(recipe='fast'):
   c = base.get_config()
-  c.data.name = 'interhuman'
+  c.data.name = 'interhuman_as'
   c.data.num_frames = 150
   c.data.fps = 30
   c.train.batch_size = 64

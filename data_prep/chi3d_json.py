@@ -109,10 +109,12 @@ def sequence_name(path):
   return f'{subject}/{os.path.splitext(parts[-1])[0]}'
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
-  parser.add_argument('--root', required=True, help='CHI3D folder (searched for */smplx/*.json)')
+def add_source_flags(parser, default_dir=None):
+  """The flags that say where the source files are (default_dir: a manual dir to look in)."""
+  parser.add_argument('--root',
+                      required=default_dir is None,
+                      help='CHI3D folder (searched for */smplx/*.json)' +
+                      (' (default: --manual_dir)' if default_dir else ''))
   parser.add_argument('--test_fraction', type=float, default=0.2)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--order',
@@ -121,8 +123,14 @@ def main(argv=None):
                       choices=sorted(UP_AXES),
                       default='y',
                       help="the source's up axis; output is y-up")
-  common.add_common_flags(parser)
-  args = parser.parse_args(argv)
+
+
+def splits(args, default_dir=None):
+  """{split: lazy sized iterable of samples or errors.DataError}."""
+  if not args.root and default_dir:
+    args.root = default_dir
+    if not args.order and os.path.exists(os.path.join(default_dir, 'order.json')):
+      args.order = os.path.join(default_dir, 'order.json')
   if not os.path.isdir(args.root):
     raise errors.MissingFileError(f'{args.root}: no such folder.')
   paths = sorted(glob.glob(os.path.join(args.root, '**', 'smplx', '*.json'), recursive=True))
@@ -134,33 +142,35 @@ def main(argv=None):
       order = json.load(f)
   rng = np.random.default_rng(args.seed)
   test = set(rng.permutation(len(paths))[:int(round(args.test_fraction * len(paths)))].tolist())
+  args.source = args.root
 
-  def items():
-    for i, path in enumerate(paths):
-      name = sequence_name(path)
-      try:
-        label = action_of(path)
-        both = read_sequence(path, args.up_axis)
-      except errors.DataError as e:
-        yield e
-        continue
-      a = int(order.get(name, 0))
-      yield ('test' if i in test else 'train'), {
-          'actor': both[a],
-          'reactor': both[1 - a],
-          'label': label,
-          'name': name
-      }
+  def read(path):
+    name = sequence_name(path)
+    label = action_of(path)
+    both = read_sequence(path, args.up_axis)
+    a = int(order.get(name, 0))
+    return {'actor': both[a], 'reactor': both[1 - a], 'label': label, 'name': name}
 
-  return common.convert(args.out,
-                        'chi3d',
-                        classes.CHI3D_NAMES,
-                        50,
-                        args.root,
-                        items(),
-                        total=len(paths),
-                        overwrite=args.overwrite,
-                        skip_bad=args.skip_bad)
+  return {
+      'train': common.LazySamples([p for i, p in enumerate(paths) if i not in test], read),
+      'test': common.LazySamples([p for i, p in enumerate(paths) if i in test], read)
+  }
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
+  add_source_flags(parser)
+  common.add_common_flags(parser)
+  args = parser.parse_args(argv)
+  return common.convert_splits(args.out,
+                               'chi3d',
+                               classes.CHI3D_NAMES,
+                               50,
+                               splits(args),
+                               args.source,
+                               overwrite=args.overwrite,
+                               skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

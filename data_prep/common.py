@@ -50,7 +50,7 @@ def convert(out,
         skipped.append(sample)
         continue
       writer.add(split, sample)
-    splits = dict(writer.info['splits'])
+    splits = dict(writer.splits)
     if not splits:  # raised inside the writer: nothing that looks like a dataset is left behind
       reasons = '; '.join(sorted({s.reason for s in skipped})[:3])
       raise errors.DataError(f'{source}: no sequences were converted ({len(skipped)} skipped' +
@@ -58,10 +58,49 @@ def convert(out,
     if 'train' not in splits:
       raise errors.DataError(f'{source}: no training sequences were converted (only '
                              f'{sorted(splits)}); training would have nothing to learn from.')
-    # Written inside the writer so it lands atomically with the dataset.
-    with open(os.path.join(writer.tmp, 'skipped.txt'), 'w') as f:
-      f.writelines(f'{s.name}\t{s.reason}\n' for s in skipped)
+    # Listed in the dataset's metadata.json and skipped.txt, written atomically with it.
+    writer.skipped.extend(f'{s.name}\t{s.reason}' for s in skipped)
   return {'out': os.path.abspath(out), 'splits': splits, 'skipped': len(skipped)}
+
+
+def convert_splits(out, name, class_names, fps, splits, source, overwrite=False, skip_bad=False):
+  """`convert` for {split: iterable of samples | Skip | errors.DataError}."""
+  def items():
+    try:
+      for split, samples in splits.items():
+        for sample in samples:
+          yield sample if isinstance(sample, Exception) else (split, sample)
+    finally:  # an open HDF5 file would block rewriting it
+      for samples in splits.values():
+        getattr(samples, 'close', lambda: None)()
+
+  total = sum(len(v) for v in splits.values()) if all(
+      hasattr(v, '__len__') for v in splits.values()) else None
+  return convert(out,
+                 name,
+                 class_names,
+                 fps,
+                 source,
+                 items(),
+                 total=total,
+                 overwrite=overwrite,
+                 skip_bad=skip_bad)
+
+
+class LazySamples:
+  """A sized, lazy iterable: read(key) for each key, a DataError yielded instead of raised."""
+  def __init__(self, keys, read):
+    self.keys, self.read = list(keys), read
+
+  def __len__(self):
+    return len(self.keys)
+
+  def __iter__(self):
+    for key in self.keys:
+      try:
+        yield self.read(key)
+      except errors.DataError as e:
+        yield e
 
 
 def read_order_label(directory, sample_name):
@@ -97,4 +136,5 @@ def main_wrapper(fn):
       raise
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
-  print(json.dumps(summary, indent=2))
+  if summary is not None:
+    print(json.dumps(summary, indent=2))

@@ -78,13 +78,21 @@ def to_sample(root, motion_id, rest, person2_is_actor=False):
   return {'actor': actor, 'reactor': reactor, 'label': 0, 'name': str(motion_id), 'text': text}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
-  parser.add_argument('--root', required=True)
+def add_source_flags(parser, default_dir=None):
+  """The flags that say where the source files are (default_dir: a manual dir to look in)."""
+  parser.add_argument('--root',
+                      required=default_dir is None,
+                      help='InterHuman folder' +
+                      (' (default: --manual_dir)' if default_dir else ''))
   parser.add_argument('--order', help='file of motion ids whose person2 is the actor')
-  common.add_common_flags(parser)
-  args = parser.parse_args(argv)
+
+
+def splits(args, default_dir=None):
+  """{split: lazy sized iterable of samples or errors.DataError}."""
+  if not args.root and default_dir:
+    args.root = default_dir
+    if not args.order and os.path.exists(os.path.join(default_dir, 'order.txt')):
+      args.order = os.path.join(default_dir, 'order.txt')
   if not os.path.isdir(os.path.join(args.root, 'motions_processed')):
     raise errors.MissingFileError(
         f'{args.root}: no motions_processed/ folder (the InterHuman layout).')
@@ -92,31 +100,33 @@ def main(argv=None):
   if os.path.exists(os.path.join(args.root, 'ignore_list.txt')):
     ignore = set(_read_list(os.path.join(args.root, 'ignore_list.txt')))
   swap = set(_read_list(args.order)) if args.order else set()
-  wanted = []
+  wanted = {}
   for split in ('train', 'val', 'test'):
     path = _split_file(args.root, split)
     if path:
-      wanted += [(split, m) for m in _read_list(path) if m not in ignore]
-  if not wanted:
+      wanted[split] = [m for m in _read_list(path) if m not in ignore]
+  if not any(wanted.values()):
     raise errors.DataError(f'{args.root}: no split lists (split/train.txt, split/test.txt).')
   rest = skeleton.builtin_rest_joints()
+  args.source = args.root
+  read = lambda motion_id: to_sample(args.root, motion_id, rest, motion_id in swap)
+  return {split: common.LazySamples(ids, read) for split, ids in wanted.items() if ids}
 
-  def items():
-    for split, motion_id in wanted:
-      try:
-        yield split, to_sample(args.root, motion_id, rest, motion_id in swap)
-      except errors.DataError as e:
-        yield e
 
-  return common.convert(args.out,
-                        'interhuman',
-                        classes.INTERHUMAN_NAMES,
-                        30,
-                        args.root,
-                        items(),
-                        total=len(wanted),
-                        overwrite=args.overwrite,
-                        skip_bad=args.skip_bad)
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
+  add_source_flags(parser)
+  common.add_common_flags(parser)
+  args = parser.parse_args(argv)
+  return common.convert_splits(args.out,
+                               'interhuman',
+                               classes.INTERHUMAN_NAMES,
+                               30,
+                               splits(args),
+                               args.source,
+                               overwrite=args.overwrite,
+                               skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

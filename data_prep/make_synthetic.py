@@ -1,9 +1,11 @@
-"""Writes the embedded synthetic interactions to disk in the standard dataset format.
+"""Writes the embedded synthetic interactions to one dataset directory (a TFDS dataset).
 
   python -m data_prep.make_synthetic --out=data/synthetic --train_size=2000 --test_size=400
-
-Useful to train from disk exactly like a real dataset:
   python run.py --config.data.name=synthetic_disk --config.data.path=data/synthetic
+
+(`python run.py` builds the synthetic dataset it needs by itself, and `python -m data_prep.build
+--dataset=synthetic` builds one into a data dir; this command is for a dataset in a folder of your
+choice.)
 """
 
 import argparse

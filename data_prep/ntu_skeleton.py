@@ -147,23 +147,40 @@ def read_missing(paths):
   return names
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
-  parser.add_argument('--skeletons', required=True, help='folder of *.skeleton files')
-  parser.add_argument('--missing',
-                      action='append',
-                      default=[],
-                      help='official missing-skeleton list (repeatable)')
+def add_source_flags(parser, default_dir=None):
+  """The flags that say where the source files are (default_dir: a manual dir to look in)."""
+  parser.add_argument(
+      '--skeletons',
+      required=default_dir is None,
+      help='folder of *.skeleton files' +
+      (' (default: --manual_dir/nturgb+d_skeletons or --manual_dir)' if default_dir else ''))
+  parser.add_argument(
+      '--missing',
+      action='append',
+      default=[],
+      help='official missing-skeleton list (repeatable)' +
+      (' (default: the *missing*.txt files in --manual_dir)' if default_dir else ''))
   parser.add_argument('--cameras', default='1', help='comma-separated camera ids to keep')
   parser.add_argument('--order_labels', help='directory of <name>.mp4.txt actor/reactor labels')
-  common.add_common_flags(parser)
-  args = parser.parse_args(argv)
+
+
+def splits(args, default_dir=None):
+  """{split: lazy sized iterable of samples, Skips or errors.DataError}."""
+  if not args.skeletons and default_dir:
+    nested = os.path.join(default_dir, 'nturgb+d_skeletons')
+    args.skeletons = nested if os.path.isdir(nested) else default_dir
+    if not args.missing:
+      args.missing = sorted(
+          os.path.join(default_dir, n)
+          for n in os.listdir(default_dir)
+          if 'missing' in n and n.endswith('.txt'))
+    if not args.order_labels and os.path.isdir(os.path.join(default_dir, 'order_labels')):
+      args.order_labels = os.path.join(default_dir, 'order_labels')
   if not os.path.isdir(args.skeletons):
     raise errors.MissingFileError(f'{args.skeletons}: no such folder.')
   missing = read_missing(args.missing)
   cameras = {int(c) for c in args.cameras.split(',')}
-  wanted = []
+  wanted = {'train': [], 'test': []}
   for fname in sorted(os.listdir(args.skeletons)):
     match = NAME_RE.fullmatch(fname.replace('.skeleton', ''))
     if not fname.endswith('.skeleton') or not match:
@@ -172,27 +189,32 @@ def main(argv=None):
     code = f'A{match.group(5)}'
     if code in classes.NTU26_CODES and int(match.group(2)) in cameras and name not in missing:
       split = 'train' if int(match.group(3)) in classes.NTU120_XSUB_TRAIN_SUBJECTS else 'test'
-      wanted.append((split, name, classes.NTU26_CODES.index(code)))
+      wanted[split].append((name, classes.NTU26_CODES.index(code)))
   rest = skeleton.builtin_rest_joints()
+  args.source = args.skeletons
 
-  def items():
-    for split, name, label in wanted:
-      try:
-        swap = common.read_order_label(args.order_labels, name) if args.order_labels else False
-        yield split, to_sample(os.path.join(args.skeletons, name + '.skeleton'), name, label, rest,
-                               swap)
-      except errors.DataError as e:
-        yield e
+  def read(item):
+    name, label = item
+    swap = common.read_order_label(args.order_labels, name) if args.order_labels else False
+    return to_sample(os.path.join(args.skeletons, name + '.skeleton'), name, label, rest, swap)
 
-  return common.convert(args.out,
-                        'ntu120_kinect',
-                        classes.NTU26_NAMES,
-                        30,
-                        args.skeletons,
-                        items(),
-                        total=len(wanted),
-                        overwrite=args.overwrite,
-                        skip_bad=args.skip_bad)
+  return {split: common.LazySamples(items, read) for split, items in wanted.items() if items}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
+  add_source_flags(parser)
+  common.add_common_flags(parser)
+  args = parser.parse_args(argv)
+  return common.convert_splits(args.out,
+                               'ntu120_kinect',
+                               classes.NTU26_NAMES,
+                               30,
+                               splits(args),
+                               args.source,
+                               overwrite=args.overwrite,
+                               skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

@@ -78,15 +78,33 @@ def test_path_for(train_path):
   return os.path.join(directory, base.replace('train', 'test'))
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawTextHelpFormatter)
-  parser.add_argument('--dataset', choices=sorted(DATASETS), required=True)
-  parser.add_argument('--train', required=True, help='train HDF5 file')
+def add_source_flags(parser, default_dir=None):
+  """The flags that say where the source files are (default_dir: a manual dir to look in)."""
+  if default_dir is None:  # a builder (data_prep/builders.py) knows which dataset it is
+    parser.add_argument('--dataset', choices=sorted(DATASETS), required=True)
+  parser.add_argument('--train',
+                      required=default_dir is None,
+                      help='train HDF5 file' +
+                      (' (default: the one *train*.h5 in --manual_dir)' if default_dir else ''))
   parser.add_argument('--test', help="test HDF5 file (default: --train with 'train' -> 'test')")
   parser.add_argument('--order_labels', help='directory of <name>.mp4.txt actor/reactor labels')
-  common.add_common_flags(parser)
-  args = parser.parse_args(argv)
+
+
+def _only_train_file(directory):
+  found = sorted(n for n in os.listdir(directory) if n.endswith('.h5') and 'train' in n)
+  if len(found) != 1:
+    raise errors.MissingFileError(
+        f"{directory}: expected exactly one *train*.h5 file, found {found or 'none'}; give it "
+        'with --train.')
+  return os.path.join(directory, found[0])
+
+
+def splits(args, default_dir=None):
+  """{split: lazy iterable of samples or errors.DataError} for the files the flags name."""
+  if not args.train and default_dir:
+    args.train = _only_train_file(default_dir)
+    if not args.order_labels and os.path.isdir(os.path.join(default_dir, 'order_labels')):
+      args.order_labels = os.path.join(default_dir, 'order_labels')
   if not args.test and 'train' not in os.path.basename(args.train):
     raise errors.ConfigError(f"--train={args.train}: the test file is found by replacing 'train' "
                              'in the file name with \'test\', and this name has no \'train\'; '
@@ -98,21 +116,28 @@ def main(argv=None):
   for path in (args.train, test):
     if not os.path.exists(path):
       raise errors.MissingFileError(f'{path}: no such file.')
+  args.source = f'{args.train} + {test}'
+  return {
+      'train': read_h5(args.train, args.dataset, args.order_labels),
+      'test': read_h5(test, args.dataset, args.order_labels)
+  }
 
-  def items():
-    for split, path in (('train', args.train), ('test', test)):
-      for sample in read_h5(path, args.dataset, args.order_labels):
-        yield sample if isinstance(sample, Exception) else (split, sample)
 
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawTextHelpFormatter)
+  add_source_flags(parser)
+  common.add_common_flags(parser)
+  args = parser.parse_args(argv)
   names, fps = DATASETS[args.dataset]
-  return common.convert(args.out,
-                        args.dataset,
-                        names,
-                        fps,
-                        f'{args.train} + {test}',
-                        items(),
-                        overwrite=args.overwrite,
-                        skip_bad=args.skip_bad)
+  return common.convert_splits(args.out,
+                               args.dataset,
+                               names,
+                               fps,
+                               splits(args),
+                               args.source,
+                               overwrite=args.overwrite,
+                               skip_bad=args.skip_bad)
 
 
 if __name__ == '__main__':

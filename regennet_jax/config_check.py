@@ -162,10 +162,11 @@ def _check_cross_field_rules(config):
   if d.name == 'synthetic' and d.synthetic_min_frames > d.synthetic_max_frames:
     raise errors.ConfigError(f'config.data.synthetic_min_frames={d.synthetic_min_frames} exceeds '
                              f'config.data.synthetic_max_frames={d.synthetic_max_frames}.')
-  if d.name != 'synthetic' and not d.path:
+  if d.name != 'synthetic' and not d.path and not d.dir:
     raise errors.ConfigError(
-        f'config.data.path is empty; data.name={d.name!r} needs a dataset directory made by a '
-        'data_prep converter (see the README).')
+        f'config.data.dir is empty; data.name={d.name!r} is read from a data dir built by '
+        f'python -m data_prep.build --dataset={d.name or "<name>"} --data_dir=<dir> (or set '
+        'config.data.path to one dataset directory; see the README).')
   if config.train.model_parallel > 1 and m.latent_dim % config.train.model_parallel:
     raise errors.ConfigError(f'config.train.model_parallel={config.train.model_parallel} must '
                              f'divide config.model.latent_dim={m.latent_dim}.')

@@ -10,13 +10,14 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Most tests run the same tiny models, many of them through run.py in a subprocess: one persistent
 # compilation cache for the session (inherited by every subprocess) turns a ~30 s compile into a
 # read (entries are keyed by the program, so a changed program simply compiles again). The
-# directory lives for the session only.
-_SESSION_CACHE = None
+# directories live for the session only.
+_SESSION_CACHE = tempfile.mkdtemp(prefix='regennet_jax_test_cache_')
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-  _SESSION_CACHE = tempfile.mkdtemp(prefix='regennet_jax_test_cache_')
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = _SESSION_CACHE
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(_SESSION_CACHE, 'jax')
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+# Synthetic datasets are built on first use into a data dir: the session's, not the user's cache.
+os.environ['REGENNET_JAX_DATA_DIR'] = os.path.join(_SESSION_CACHE, 'datasets')
 
 import pytest  # noqa: E402
 
@@ -30,5 +31,4 @@ def smplx_npz(tmp_path_factory):
 
 
 def pytest_sessionfinish(session, exitstatus):
-  if _SESSION_CACHE:
-    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+  shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

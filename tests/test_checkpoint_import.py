@@ -91,8 +91,8 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
   config = tiny_config()
   for flag, value in overrides.items():
     section, name = flag[len('--config.'):].split('.')
-    config[section][name] = type(config[section][name])(value == 'True' if value in (
-        'True', 'False') else value)
+    config[section][name] = type(
+        config[section][name])(value == 'True' if value in ('True', 'False') else value)
   params, step = factory.load_sampling_params(config, str(tmp_path / 'run'), 8)
   assert step == 1234
   np.testing.assert_allclose(np.asarray(params['output_process']['kernel']),

@@ -61,7 +61,8 @@ def test_settings_that_contradict_each_other_are_refused():
     config_check.validate(_with(**{'body.betas': (0.5,)}))
   with pytest.raises(errors.ConfigError, match="cond_mask_prob=0.1 drops action labels"):
     config_check.validate(_with(**{'model.cond_mask_prob': 0.1}))
-  with pytest.raises(errors.ConfigError, match='data.path is empty'):
+  with pytest.raises(errors.ConfigError,
+                     match='data.dir is empty.*data_prep.build --dataset=chi3d_as'):
     config_check.validate(chi3d.get_config())
 
 

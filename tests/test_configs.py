@@ -51,7 +51,8 @@ def test_default_config_is_small_and_fast():
 def test_dataset_config_without_data_says_what_to_do(tmp_path):
   proc = _run([f'--workdir={tmp_path}', '--config=configs/chi3d.py'])
   assert proc.returncode == 1
-  assert 'config.data.path is empty' in proc.stderr and 'data_prep' in proc.stderr
+  assert 'config.data.dir is empty' in proc.stderr
+  assert 'python -m data_prep.build --dataset=chi3d_as' in proc.stderr
   proc = _run([f'--workdir={tmp_path}', '--config=configs/chi3d.py:slow'])
   assert proc.returncode == 1 and "unknown recipe 'slow'" in proc.stderr
   assert 'Traceback' not in proc.stderr

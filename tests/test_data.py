@@ -127,18 +127,42 @@ def test_writer_rejects_bad_samples_with_names(tmp_path):
     assert not (tmp_path / 'ds').exists()
 
 
-def test_reader_detects_tampering(tmp_path):
+def test_datasets_are_tfds_datasets(tmp_path):
+  root = tmp_path / 'ds'
+  with records.DatasetWriter(root, 'toy', ['a', 'b'], fps=30, source='unit test') as w:
+    for i in range(3):
+      w.add('train', _sample(10 + i, i % 2, f'seq{i}'))
+    w.skipped.append('seq9\tonly one body')
+  # Any TFDS tool opens it, without TensorFlow.
+  import tensorflow_datasets as tfds
+  builder = tfds.builder_from_directory(str(root))
+  assert builder.info.features['label'].names == ['a', 'b']
+  assert builder.info.features['actor'].shape == (None, 56, 3)
+  assert builder.info.metadata['fps'] == 30
+  assert builder.info.metadata['skipped'] == ['seq9\tonly one body']
+  example = builder.as_data_source(split='train')[2]
+  assert example['actor'].shape == (12, 56, 3) and example['name'] == b'seq2'
+  assert int(example['label']) == 0
+  assert (root / 'skipped.txt').read_text() == 'seq9\tonly one body\n'
+
+
+def test_reader_names_damaged_and_old_datasets(tmp_path):
   root = tmp_path / 'ds'
   with records.DatasetWriter(root, 'toy', ['a'], fps=30) as w:
     for i in range(3):
       w.add('train', _sample(10 + i))
-  info_path = root / records.INFO_FILE
-  info_path.write_text(info_path.read_text().replace('"train": 3', '"train": 4'))
-  with pytest.raises(errors.DataError, match='holds 3 records'):
+  for shard in root.glob('*train.array_record*'):
+    shard.unlink()
+  with pytest.raises(errors.DataError, match="split 'train' cannot be read"):
     records.RecordSource(root, 'train')
+  info_path = root / records.INFO_FILE
   info_path.write_text('{broken')
   with pytest.raises(errors.DataError, match='not valid JSON'):
     records.read_info(root)
+  # A directory in this project's format from before TFDS: one line on how to rebuild it.
+  info_path.write_text('{"format": "regennet_jax.records.v1", "splits": {"train": 3}}')
+  with pytest.raises(errors.DataError, match='older regennet_jax.*--overwrite'):
+    records.RecordSource(root, 'train')
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -95,7 +95,7 @@ def test_bad_input_gets_one_clear_line(tmp_path):
   proc = _run([f'--workdir={tmp_path}/b', '--mode=sample'] + cli_overrides())
   assert proc.returncode == 1 and 'holds no checkpoint; train first' in proc.stderr
   proc = _run([
-      f'--workdir={tmp_path}/c', '--config.data.name=chi3d',
+      f'--workdir={tmp_path}/c', '--config.data.name=chi3d_as',
       f'--config.data.path={tmp_path}/nowhere'
   ] + cli_overrides())
   assert proc.returncode == 1 and 'nowhere: not a dataset directory' in proc.stderr
@@ -133,24 +133,26 @@ def test_interrupt_saves_and_the_next_run_resumes(tmp_path, sig):
   assert _last_json(proc.stdout)['steps'] == saved + 2
 
 
-def test_train_from_a_converted_dataset_directory(tmp_path):
+def test_train_from_a_built_dataset_in_a_data_dir(tmp_path):
   env = dict(ENV, PYTHONPATH=ROOT)
   proc = subprocess.run([
-      sys.executable, '-m', 'data_prep.make_synthetic', f'--out={tmp_path}/ds', '--train_size=12',
-      '--test_size=6', '--min_frames=14', '--max_frames=20'
+      sys.executable, '-m', 'data_prep.build', '--dataset=synthetic', f'--data_dir={tmp_path}/tfds',
+      '--train_size=16', '--test_size=8', '--min_frames=14', '--max_frames=20'
   ],
                         capture_output=True,
                         text=True,
                         cwd=ROOT,
                         env=env,
-                        timeout=120)
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  proc = _run([
-      f'--workdir={tmp_path}/run', '--config.data.name=synthetic_disk',
-      f'--config.data.path={tmp_path}/ds'
-  ] + cli_overrides(**{'train.num_steps': 2}))
+  assert _last_json(proc.stdout)['splits'] == {'train': 16, 'test': 8}
+  # run.py reads it by name from the data dir (the tiny config asks for the same sizes), and does
+  # not build it again.
+  proc = _run([f'--workdir={tmp_path}/run', f'--config.data.dir={tmp_path}/tfds'] +
+              cli_overrides(**{'train.num_steps': 2}))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _last_json(proc.stdout)['steps'] == 2
+  assert 'Downloading and preparing' not in proc.stdout + proc.stderr
 
 
 def test_recognizer_and_evaluation_modes(tmp_path):

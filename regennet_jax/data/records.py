@@ -1,15 +1,18 @@
-"""The one on-disk dataset format every converter writes and the input pipeline reads.
+"""The on-disk dataset format: a TensorFlow Datasets (TFDS) dataset in array_record files.
 
-A dataset is a directory:
+Every converter writes, and the input pipeline reads, a standard TFDS dataset directory
 
-    <root>/dataset_info.json        {format, name, class_names, fps, splits: {split: count}, source}
-    <root>/<split>.array_record     one record per sequence (ArrayRecord, readable without TensorFlow)
+    <root>/dataset_info.json, features.json, label.labels.txt, metadata.json
+    <root>/<name>-<split>.array_record-00000-of-0000N     one example per two-person sequence
 
-Each record is a msgpack map (flax.serialization) of one two-person sequence:
+so every TFDS tool opens it (`tfds.builder_from_directory(root)`, `.as_data_source()`), without
+TensorFlow. The features of one example:
     actor, reactor: float32 [T, 56, 3]  55 SMPL-X axis-angle joint rotations + root translation row
-    label: int, name: str, text: str (a description where the source has one, else '')
-Axis-angle keeps records half the size of rot6d and matches the released ReGenNet HDF5 layout; the
-pipeline converts only the frames it crops.
+    label: ClassLabel (the dataset's class names), name: Text, text: Text (a description where the
+      source has one, else '')
+and `metadata.json` holds {fps, source, skipped: ["<name>\\t<reason>", ...]}. Axis-angle keeps
+examples half the size of rot6d and matches the released ReGenNet HDF5 layout; the pipeline
+converts only the frames it crops.
 
 Writers build the directory under a temporary name and rename it into place only when every split is
 complete, so an interrupted conversion never leaves a dataset that looks finished.
@@ -19,14 +22,15 @@ import json
 import os
 import shutil
 
-from array_record.python import array_record_data_source
-from array_record.python import array_record_module
-import flax.serialization
 import numpy as np
+import tensorflow_datasets as tfds
+
 from regennet_jax import errors
 
-FORMAT = 'regennet_jax.records.v1'
+VERSION = '1.0.0'
 INFO_FILE = 'dataset_info.json'
+OLD_FORMAT = 'regennet_jax.records.v1'  # this project's own format before TFDS
+_EXAMPLES_PER_WRITE = 64  # the TFDS writer rewrites its metadata after every batch of examples
 
 
 def validate_sample(sample, where):
@@ -49,25 +53,38 @@ def validate_sample(sample, where):
                            f"got {sample.get('label')!r}.")
 
 
-def encode(sample):
-  return flax.serialization.msgpack_serialize({
-      'actor': np.asarray(sample['actor'], np.float32),
-      'reactor': np.asarray(sample['reactor'], np.float32),
-      'label': int(sample['label']),
-      'name': str(sample.get('name', '')),
-      'text': str(sample.get('text', '')),  # free-text description, where the source has one
+def features(class_names):
+  """The TFDS features of one two-person sequence."""
+  motion = lambda: tfds.features.Tensor(shape=(None, 56, 3), dtype=np.float32)
+  return tfds.features.FeaturesDict({
+      'actor': motion(),
+      'reactor': motion(),
+      # Unknown names (None) are read back from label.labels.txt of a built dataset.
+      'label': tfds.features.ClassLabel(names=None if class_names is None else list(class_names)),
+      'name': tfds.features.Text(),
+      'text': tfds.features.Text(),
   })
 
 
-def decode(data):
-  return flax.serialization.msgpack_restore(data)
+def dataset_info(root, name, class_names, fps, source='', description='', homepage='', citation=''):
+  return tfds.core.DatasetInfo(
+      builder=tfds.core.DatasetIdentity(name=name,
+                                        version=tfds.core.Version(VERSION),
+                                        data_dir=root,
+                                        module_name='regennet_jax.data.records'),
+      description=description or f'{name}: two-person action-reaction sequences (SMPL-X).',
+      features=features(class_names),
+      homepage=homepage,
+      citation=citation,
+      metadata=tfds.core.MetadataDict(fps=fps, source=source, skipped=[]))
 
 
 class DatasetWriter:
-  """Context manager writing a dataset atomically.
+  """Context manager writing a TFDS dataset atomically.
 
       with DatasetWriter(root, name='chi3d', class_names=[...], fps=50) as w:
         for s in samples: w.add('train', s)
+        w.skipped.append('<name>\\t<reason>')   # listed in metadata.json and skipped.txt
   """
   def __init__(self, root, name, class_names, fps, source='', overwrite=False):
     self.root = os.path.abspath(os.fspath(root))
@@ -81,52 +98,70 @@ class DatasetWriter:
             f'{self.root} exists and is not empty (and not a dataset); choose another output or '
             'remove it.')
     self.tmp = f'{self.root}.incomplete-{os.getpid()}'
-    self.info = {
-        'format': FORMAT,
-        'name': name,
-        'class_names': list(class_names),
-        'fps': fps,
-        'source': source,
-        'splits': {}
-    }
-    self.writers = {}
+    self.name, self.class_names, self.fps, self.source = name, list(class_names), fps, source
+    self.splits = {}  # split -> examples written
+    self.skipped = []
+    self._pending = {}
+    self._writer = None
 
   def __enter__(self):
     shutil.rmtree(self.tmp, ignore_errors=True)
     os.makedirs(self.tmp)
+    self._info = dataset_info(self.tmp, self.name, self.class_names, self.fps, self.source)
+    self._writer = tfds.core.SequentialWriter(self._info,
+                                              max_examples_per_shard=10_000,
+                                              file_format='array_record')
     return self
 
   def add(self, split, sample):
-    validate_sample(sample, f"{self.info['name']}/{split}/{sample.get('name', '?')}")
-    if not 0 <= int(sample['label']) < len(self.info['class_names']):
+    where = f"{self.name}/{split}/{sample.get('name', '?')}"
+    validate_sample(sample, where)
+    if not 0 <= int(sample['label']) < len(self.class_names):
       raise errors.DataError(f"{sample.get('name', '?')}: label {sample['label']} is outside the "
-                             f"{len(self.info['class_names'])} classes.")
-    if split not in self.writers:
-      self.writers[split] = array_record_module.ArrayRecordWriter(
-          os.path.join(self.tmp, f'{split}.array_record'), 'group_size:1')
-      self.info['splits'][split] = 0
-    self.writers[split].write(encode(sample))
-    self.info['splits'][split] += 1
+                             f'{len(self.class_names)} classes.')
+    if split not in self.splits:
+      self._writer.initialize_splits([split])
+      self.splits[split] = 0
+    self._pending.setdefault(split, []).append({
+        'actor': np.asarray(sample['actor'], np.float32),
+        'reactor': np.asarray(sample['reactor'], np.float32),
+        'label': int(sample['label']),
+        'name': str(sample.get('name', '')),
+        'text': str(sample.get('text', '')),
+    })
+    self.splits[split] += 1
+    if len(self._pending[split]) >= _EXAMPLES_PER_WRITE:
+      self._flush()
+
+  def _flush(self):
+    if any(self._pending.values()):
+      self._writer.add_examples(self._pending)
+    self._pending = {}
 
   def __exit__(self, exc_type, exc, tb):
-    for w in self.writers.values():
-      w.close()
     if exc_type is not None:
       shutil.rmtree(self.tmp, ignore_errors=True)
       return False
-    with open(os.path.join(self.tmp, INFO_FILE), 'w') as f:
-      json.dump(self.info, f, indent=2)
+    try:
+      self._flush()
+      self._info.metadata['skipped'] = list(self.skipped)
+      self._writer.close_all()  # writes dataset_info.json, features and metadata
+      with open(os.path.join(self.tmp, 'skipped.txt'), 'w') as f:
+        f.writelines(line + '\n' for line in self.skipped)
+    except BaseException:
+      shutil.rmtree(self.tmp, ignore_errors=True)
+      raise
     if os.path.exists(self.root):
       shutil.rmtree(self.root)
     os.replace(self.tmp, self.root)
     return False
 
 
-def read_info(root):
+def _check_dataset_dir(root):
   path = os.path.join(os.fspath(root), INFO_FILE)
   if not os.path.exists(path):
-    if os.path.isdir(root) and any(
-        '.incomplete-' in n for n in os.listdir(os.path.dirname(os.path.abspath(root)) or '.')):
+    parent = os.path.dirname(os.path.abspath(root)) or '.'
+    if os.path.isdir(parent) and any('.incomplete-' in n for n in os.listdir(parent)):
       raise errors.DataError(f'{root}: no {INFO_FILE}; a conversion may have been interrupted. '
                              'Run the converter again.')
     raise errors.DataError(
@@ -134,32 +169,75 @@ def read_info(root):
         'a data_prep converter.')
   with open(path) as f:
     try:
-      info = json.load(f)
+      raw = json.load(f)
     except json.JSONDecodeError as e:
       raise errors.DataError(f'{path}: not valid JSON ({e}).') from e
-  if info.get('format') != FORMAT:
+  if raw.get('format') == OLD_FORMAT:
     raise errors.DataError(
-        f"{path}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}.")
-  return info
+        f"{root}: written by an older regennet_jax in its own format; datasets are TFDS datasets "
+        'now. Convert the source again with the same data_prep command and --overwrite.')
+
+
+def open_dataset(root):
+  """The TFDS builder of the dataset directory `root` (errors.DataError if it is not one)."""
+  _check_dataset_dir(root)
+  try:
+    return tfds.builder_from_directory(os.fspath(root))
+  except Exception as e:  # protobuf parse errors, missing feature files
+    raise errors.DataError(f'{root}: not a readable TFDS dataset ({type(e).__name__}: {e}).') from e
+
+
+def read_info(root):
+  """{name, class_names, fps, source, splits: {split: count}, skipped} of the dataset at `root`."""
+  info = open_dataset(root).info
+  meta = dict(info.metadata or {})
+  return {
+      'name': info.name,
+      'class_names': list(info.features['label'].names),
+      'fps': meta.get('fps'),
+      'source': meta.get('source', ''),
+      'splits': {
+          name: split.num_examples for name, split in info.splits.items()
+      },
+      'skipped': list(meta.get('skipped', [])),
+  }
 
 
 class RecordSource:
-  """Random access to one split: len() and [i] -> sample dict (grain RandomAccessDataSource)."""
+  """Random access to one split: len() and [i] -> sample dict (a grain RandomAccessDataSource).
+
+  Samples are {actor, reactor: float32 [T, 56, 3], label: int, name: str, text: str}.
+  """
   def __init__(self, root, split):
+    builder = open_dataset(root)
     self.info = read_info(root)
     if split not in self.info['splits']:
       raise errors.DataError(f"{root}: no split {split!r} (has {sorted(self.info['splits'])}).")
-    self.path = os.path.join(os.fspath(root), f'{split}.array_record')
-    self._source = array_record_data_source.ArrayRecordDataSource([self.path])
+    self.root, self.split = os.fspath(root), split
+    try:
+      self._source = builder.as_data_source(split=split)
+      if len(self._source):  # files open lazily: touch the first and last shard now
+        self._source[0], self._source[len(self._source) - 1]
+    except Exception as e:
+      raise errors.DataError(f'{root}: split {split!r} cannot be read ({type(e).__name__}: '
+                             f'{e}).') from e
     if len(self._source) != self.info['splits'][split]:
-      raise errors.DataError(f"{self.path}: holds {len(self._source)} records but {INFO_FILE} says "
-                             f"{self.info['splits'][split]}.")
+      raise errors.DataError(f"{root}: split {split!r} holds {len(self._source)} records but "
+                             f"{INFO_FILE} says {self.info['splits'][split]}.")
 
   def __len__(self):
     return len(self._source)
 
   def __getitem__(self, index):
-    return decode(self._source[index])
+    ex = self._source[index]
+    text = lambda v: v.decode('utf-8') if isinstance(v, bytes) else str(v)
+    return {
+        'actor': ex['actor'],
+        'reactor': ex['reactor'],
+        'label': int(ex['label']),
+        'name': text(ex['name']),
+        'text': text(ex['text']),
+    }
 
   def __repr__(self):
-    return f'RecordSource({self.path!r})'
+    return f'RecordSource({self.root!r}, {self.split!r})'
