@@ -18,6 +18,7 @@ from regennet_jax import render
 from regennet_jax import sample
 from regennet_jax import sharding
 from regennet_jax import streaming
+from regennet_jax.body import mesh
 from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import monitor as monitor_lib
 from regennet_jax.evaluation import protocol
@@ -73,24 +74,42 @@ def write_outputs(config, workdir, batch, generated, names, class_names, sheet_r
       'reactor': render.world_joints(first_reaction[i], rest)[:lengths[i]],
       'real reactor': render.world_joints(batch['reactor'][i], rest)[:lengths[i]]
   }
+  # With an SMPL-X model file the people are drawn as body meshes, else as skeletons.
+  body = None
+  if config.body.smplx_model_path:
+    body = mesh.SmplxMesh.load(config.body.smplx_model_path, betas)
+  meshes = lambda i: {} if body is None else {
+      'actor': (body.pose(batch['actor'][i][:lengths[i]]), body.faces),
+      'reactor': (body.pose(first_reaction[i][:lengths[i]]), body.faces)
+  }
   by_class = {c: np.flatnonzero(batch['label'] == c) for c in range(len(class_names))}
   by_class = {c: rows for c, rows in by_class.items() if len(rows)}
   videos = []
   for c, rows in list(by_class.items())[:config.sample.num_render]:
     stem = os.path.join(out_dir, f'test_{rows[0]:03d}_{class_names[c]}')
     paths = [stem + '.gif'] + ([stem + '.mp4'] if render.mp4_encoder() else [])
-    videos += render.animate(people(rows[0]), paths, title=class_names[c], fps=fps)
+    videos += render.animate(people(rows[0]),
+                             paths,
+                             title=class_names[c],
+                             fps=fps,
+                             meshes=meshes(rows[0]))
   if sheet_rows == 1:
+    chosen = [(class_names[c], rows[0]) for c, rows in by_class.items()]
     sheets = [
-        render.contact_sheet([(class_names[c], people(rows[0])) for c, rows in by_class.items()],
+        render.contact_sheet([(title, people(i)) for title, i in chosen],
                              os.path.join(out_dir, 'contact_sheet.png'),
-                             num_frames=6)
+                             num_frames=6,
+                             meshes=[meshes(i) for _, i in chosen])
     ]
   else:
     sheets = [
-        render.contact_sheet([(f'{class_names[c]} #{i}', people(i)) for i in rows[:sheet_rows]],
+        render.contact_sheet([(f'{class_names[c]} #{i}', people(i))
+                              for i in rows[:sheet_rows]],
                              os.path.join(out_dir, f'contact_sheet_{class_names[c]}.png'),
-                             num_frames=6) for c, rows in by_class.items()
+                             num_frames=6,
+                             meshes=[meshes(i)
+                                     for i in rows[:sheet_rows]])
+        for c, rows in by_class.items()
     ]
   return {
       'samples': npz,
@@ -99,7 +118,8 @@ def write_outputs(config, workdir, batch, generated, names, class_names, sheet_r
       'animations': [v for v in videos if v.endswith('.gif')],
       'videos': [v for v in videos if v.endswith('.mp4')],
       'contact_sheets': sheets,
-      'contact_sheet': sheets[0]
+      'contact_sheet': sheets[0],
+      'drawn_as': 'skeletons' if body is None else 'SMPL-X meshes'
   }
 
 

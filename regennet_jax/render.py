@@ -1,4 +1,5 @@
-"""Skeleton rendering: actor and reactor animated side by side to GIF/MP4, and contact sheets (PNG).
+"""Rendering: actor and reactor animated side by side to GIF/MP4, and contact sheets (PNG), as
+skeletons or, with an SMPL-X model file, as body meshes (body/mesh.py).
 
 Input motions are [T, 56, 6] rot6d + translation (or joints [T, 55, 3] already); joints come from the
 same forward kinematics as training.
@@ -97,9 +98,34 @@ def _setup(ax, view, title):
   ax.set_title(title, fontsize=9)
 
 
-def render_frames(people, title='', size=4.0, dpi=80):
-  """[T, H, W, 3] uint8 frames of several skeletons (dict name -> [T, 55, 3] joints)."""
+_LIGHT = np.array([0.4, -0.6, 0.7]) / np.linalg.norm([0.4, -0.6, 0.7])
+
+
+def _draw_mesh(ax, vertices, faces, color, label=None):
+  """A body surface [V, 3] with faces [F, 3], flat-shaded by one light (painter's algorithm)."""
+  from matplotlib import colors as mcolors  # pylint: disable=g-import-not-at-top
+  from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # pylint: disable=g-import-not-at-top
+  tri = vertices[faces][..., [0, 2, 1]]  # y-up world -> matplotlib's z-up (x, z, y)
+  normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+  normals /= np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12
+  shade = 0.35 + 0.65 * np.abs(normals @ _LIGHT)
+  rgb = np.asarray(mcolors.to_rgb(color or '#777777'))
+  ax.add_collection3d(
+      Poly3DCollection(tri,
+                       facecolors=np.clip(rgb * shade[:, None], 0, 1),
+                       edgecolors='none',
+                       linewidths=0,
+                       label=label))
+
+
+def render_frames(people, title='', size=4.0, dpi=80, meshes=None):
+  """[T, H, W, 3] uint8 frames of several people (dict name -> [T, 55, 3] joints).
+
+  meshes: optional dict name -> (vertices [T, V, 3], faces [F, 3]) (body/mesh.py): those people
+  are drawn as body surfaces instead of skeletons.
+  """
   names = list(people)
+  meshes = meshes or {}
   view = _view(people)
   frames = min(len(p) for p in people.values())
   fig = plt.figure(figsize=(size, size), dpi=dpi)
@@ -109,7 +135,11 @@ def render_frames(people, title='', size=4.0, dpi=80):
   for f in range(frames):
     _setup(ax, view, f'{title}  frame {f + 1}/{frames}')
     for name in names:
-      _draw(ax, people[name][f], COLORS.get(name, None), name)
+      if name in meshes:
+        vertices, faces = meshes[name]
+        _draw_mesh(ax, vertices[f], faces, COLORS.get(name, None), name)
+      else:
+        _draw(ax, people[name][f], COLORS.get(name, None), name)
     _draw_contacts(ax, people, f)
     ax.legend(loc='upper right', fontsize=7)
     fig.canvas.draw()
@@ -153,21 +183,23 @@ def write_video(images, path, fps=30):
   return path
 
 
-def animate(people, path, title='', fps=30):
-  """Writes an animation of several skeletons (dict name -> [T, 55, 3] joints) to `path` (.gif or
-  .mp4), or to each of several paths (a list), drawing the frames once."""
+def animate(people, path, title='', fps=30, meshes=None):
+  """Writes an animation of several people (dict name -> [T, 55, 3] joints; `meshes` as in
+  render_frames) to `path` (.gif or .mp4), or to each of several paths (a list), drawing the frames
+  once."""
   paths = [str(p) for p in path] if isinstance(path, (list, tuple)) else [str(path)]
   for p in paths:
     if not p.endswith(('.gif', '.mp4')):
       raise errors.ConfigError(f'{p}: animations are written as .gif or .mp4.')
-  images = render_frames(people, title)
+  images = render_frames(people, title, meshes=meshes)
   for p in paths:
     write_video(images, p, fps)
   return paths if isinstance(path, (list, tuple)) else paths[0]
 
 
-def contact_sheet(rows, path, num_frames=6):
-  """A PNG grid: one row per (title, {name: [T, 55, 3]}), `num_frames` evenly spaced frames each."""
+def contact_sheet(rows, path, num_frames=6, meshes=None):
+  """A PNG grid: one row per (title, {name: [T, 55, 3]}), `num_frames` evenly spaced frames each.
+  meshes: optional, one per row, as in render_frames."""
   fig = plt.figure(figsize=(2.2 * num_frames, 2.2 * len(rows)), dpi=70)
   for r, (title, people) in enumerate(rows):
     view = _view(people)
@@ -175,8 +207,12 @@ def contact_sheet(rows, path, num_frames=6):
     for c, f in enumerate(np.linspace(0, frames - 1, num_frames).astype(int)):
       ax = fig.add_subplot(len(rows), num_frames, r * num_frames + c + 1, projection='3d')
       _setup(ax, view, f'{title} f{f}' if c == 0 else f'f{f}')
+      row_meshes = meshes[r] if meshes else {}
       for name, joints in people.items():
-        _draw(ax, joints[f], COLORS.get(name, None))
+        if name in row_meshes:
+          _draw_mesh(ax, row_meshes[name][0][f], row_meshes[name][1], COLORS.get(name, None))
+        else:
+          _draw(ax, joints[f], COLORS.get(name, None))
       _draw_contacts(ax, people, f)
   fig.tight_layout()
   fig.savefig(path)

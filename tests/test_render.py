@@ -49,3 +49,25 @@ def test_unsupported_or_unavailable_formats_are_explained(tmp_path, monkeypatch)
   monkeypatch.setattr(render, 'mp4_encoder', lambda: None)
   with pytest.raises(ValueError, match='needs the imageio-ffmpeg package'):
     render.animate(people, tmp_path / 'clip.mp4')
+
+
+def test_mesh_frames_draw_bodies_not_sticks(smplx_npz):
+  from regennet_jax.body import mesh
+  body = mesh.SmplxMesh.load(smplx_npz)
+  a, r = fake_files.synthetic_people(0, 1, frames=30)
+  motions = {
+      'actor': pipeline.to_model_motion(a[:3], 0),
+      'reactor': pipeline.to_model_motion(r[:3], 0)
+  }
+  people = {name: render.world_joints(m, body.rest_joints) for name, m in motions.items()}
+  im16 = lambda im: im.astype(np.int32)
+  red = lambda im: np.sum((im16(im)[..., 0] > 60) & (im16(im)[..., 0] > 2 * im16(im)[..., 1]) &
+                          (im16(im)[..., 0] > 2 * im16(im)[..., 2]))
+  sticks = render.render_frames(people)
+  bodies = render.render_frames(people,
+                                meshes={
+                                    n: (body.pose(m), body.faces) for n, m in motions.items()
+                                })
+  assert bodies.shape == sticks.shape == (3,) + sticks.shape[1:]
+  # The reactor's surface covers far more of the picture than its bones.
+  assert red(bodies[1]) > 3 * red(sticks[1]) > 0

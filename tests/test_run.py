@@ -15,7 +15,7 @@ from tests.helpers import last_json as _last_json
 from tests.helpers import run as _run
 
 
-def test_train_then_sample(tmp_path):
+def test_train_then_sample(tmp_path, smplx_npz):
   workdir = str(tmp_path / 'run')
   proc = _run([f'--workdir={workdir}'] + cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -46,15 +46,17 @@ def test_train_then_sample(tmp_path):
   assert data['reactor_axis_angle'].shape[-2:] == (55, 3)
   assert len(data['action']) == len(data['reactor'])
 
-  # bfloat16 matmuls, 12 reactions in passes of 2: the speed options work from the command line.
+  # bfloat16 matmuls, 12 reactions in passes of 2: the speed options work from the command line;
+  # with an SMPL-X model file the renders show body meshes.
   proc = _run([
       f'--workdir={workdir}', '--mode=sample', '--config.sample.num_repetitions=3',
-      '--config.sample.matmul_dtype=bfloat16', '--config.sample.chunk_size=2'
+      '--config.sample.matmul_dtype=bfloat16', '--config.sample.chunk_size=2',
+      f'--config.body.smplx_model_path={smplx_npz}'
   ] + cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = _last_json(proc.stdout)
   assert result['checkpoint_step'] == 6 and result['shape'] == [4, 3, 12, 56, 6]
-  assert result['matmul_dtype'] == 'bfloat16'
+  assert result['matmul_dtype'] == 'bfloat16' and result['drawn_as'] == 'SMPL-X meshes'
   assert 'sampling: 100%' in proc.stderr  # a progress bar over the batches
   data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
   assert data['reactor'].shape == (4, 3, 12, 56, 6)
@@ -99,6 +101,10 @@ def test_bad_input_gets_one_clear_line(tmp_path):
       f'--config.data.path={tmp_path}/nowhere'
   ] + cli_overrides())
   assert proc.returncode == 1 and 'nowhere: not a dataset directory' in proc.stderr
+  proc = _run([f'--workdir={tmp_path}/e', f'--config.body.smplx_model_path={tmp_path}/SMPLX.npz'] +
+              cli_overrides())
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert 'SMPLX.npz: SMPL-X model file not found' in proc.stderr
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])  # preemption, Ctrl-C
