@@ -47,7 +47,7 @@ def main():
         'synthetic_max_frames': 2 * n
     })
     start = time.perf_counter()
-    builders.build_synthetic(data)
+    builders.synthetic_dataset_dir(data)
     build_seconds = time.perf_counter() - start
     train, _, _ = sources.load_splits(data)
     it = iter(

@@ -147,7 +147,7 @@ class Synthetic(PairsBuilder):
     }
 
 
-def build_synthetic(data_config, data_dir=None):
+def synthetic_dataset_dir(data_config, data_dir=None):
   """The directory of the synthetic dataset `data_config` describes, built on first use.
 
   Processes sharing a data dir (hosts of a pod on one machine, parallel runs) take a file lock, so

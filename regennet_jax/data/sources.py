@@ -34,7 +34,7 @@ def dataset_directory(data_config):
     return data_config.path
   if data_config.name == 'synthetic':
     from regennet_jax.data import builders  # imports TFDS's builder machinery only when needed
-    return builders.build_synthetic(data_config)
+    return builders.synthetic_dataset_dir(data_config)
   if not data_config.get('dir'):
     raise errors.ConfigError(
         f'config.data.dir is empty; data.name={data_config.name!r} is read from a data dir '
