@@ -80,7 +80,9 @@ def test_values_of_the_wrong_type_are_explained_on_the_command_line(tmp_path):
   from tests.helpers import cli_overrides, run
   for flag, message in (('--config.train.batch_size=2.5', 'train.batch_size=2.5: expected int'),
                         ('--config.train.log_every=often', 'train.log_every=often: expected int'),
-                        ('--config.model.actor_frame=maybe', 'expected bool')):
+                        ('--config.model.actor_frame=maybe', 'expected bool'),
+                        ('--config.train.bogus=1', "train has no field 'bogus' (it has: "),
+                        ('--config=configs/nope.py', 'configs/nope.py: no such config file')):
     proc = run([f'--workdir={tmp_path}/x', flag] + cli_overrides())
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert message in proc.stderr
