@@ -82,6 +82,13 @@ def test_train_then_sample(tmp_path, smplx_npz):
   assert report['frames'] == 12 and report['latency']['frames'] == 12
   assert report['max_abs_difference_to_whole_sequence_sampler'] < 1e-4
   assert os.path.exists(os.path.join(workdir, 'stream_report.json'))
+  # Sampling takes the trained model and diffusion settings, and names a contradicting override.
+  proc = _run(
+      [f'--workdir={workdir}', '--mode=sample', '--config.diffusion.noise_schedule=linear'] +
+      cli_overrides())
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert ("--config.diffusion.noise_schedule='linear' contradicts the run in "
+          f"{workdir}, trained with diffusion.noise_schedule='cosine'") in proc.stderr
 
 
 def test_bad_input_gets_one_clear_line(tmp_path):
