@@ -152,7 +152,10 @@ def main():
   for variant in variants:
     for seed in range(args.seeds):
       workdir = os.path.join(args.out, variant, f'seed{seed}')
-      flags = [f'--workdir={workdir}', f'--config.seed={seed}'] + common + VARIANTS[variant]
+      # A config file (--config=...) must come before the --config.x overrides.
+      config_file = [f for f in VARIANTS[variant] if f.startswith('--config=')]
+      rest = [f for f in VARIANTS[variant] if not f.startswith('--config=')]
+      flags = config_file + [f'--workdir={workdir}', f'--config.seed={seed}'] + common + rest
       os.makedirs(os.path.dirname(workdir), exist_ok=True)
       if not os.path.exists(os.path.join(workdir, 'report.json')):
         _, seconds[f'{variant}/seed{seed}/train'] = run(flags, workdir + '.train.log')
