@@ -5,8 +5,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from regennet_jax import errors
-from regennet_jax import render
+from regennet_jax.body import kinematics
 from regennet_jax.body import rotations
+from regennet_jax.body import skeleton
 from regennet_jax.data import pipeline
 from regennet_jax.data import records
 from regennet_jax.data import synthetic
@@ -35,7 +36,10 @@ def test_synthetic_is_deterministic_and_varied():
 
 
 def _world(person):
-  return render.world_joints(pipeline.to_model_motion(person, 0))
+  # numpy forward kinematics: sequences of many lengths would each compile the jitted one.
+  return kinematics.motion_to_joints(pipeline.to_model_motion(person, 0),
+                                     skeleton.builtin_rest_joints().astype(np.float64),
+                                     with_translation=True)
 
 
 def test_synthetic_people_face_each_other_and_stand_on_the_ground():
