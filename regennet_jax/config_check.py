@@ -175,7 +175,9 @@ def _check_cross_field_rules(config):
 def validate_against_data(config, splits):
   """Rules that need the dataset: a window longer than every sequence would be mostly padding."""
   train_src = splits[0]
-  longest = max(_frames(train_src[i]) for i in range(len(train_src)))
+  info = getattr(train_src, 'info', None) or {}
+  longest = info.get('train_max_frames') or max(
+      _frames(train_src[i]) for i in range(len(train_src)))
   if config.data.num_frames > longest:
     raise errors.ConfigError(
         f'config.data.num_frames={config.data.num_frames} is longer than every training sequence '

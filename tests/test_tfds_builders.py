@@ -185,6 +185,9 @@ def test_synthetic_is_built_on_first_use_and_old_datasets_are_named(tmp_path, mo
   built = list((tmp_path / 'cache' / 'synthetic').glob('*/1.0.0/dataset_info.json'))
   assert len(built) == 1
   assert tfds.builder_from_directory(str(built[0].parent)).info.splits['train'].num_examples == 6
+  # The longest training sequence is recorded, so window lengths are checked without a full read.
+  longest = max(len(train[i]['actor']) for i in range(len(train)))
+  assert records.read_info(str(built[0].parent))['train_max_frames'] == longest
   # The old format (before TFDS): one line saying how to rebuild.
   old = tmp_path / 'old'
   old.mkdir()

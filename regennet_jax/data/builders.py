@@ -91,6 +91,9 @@ class PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           raise errors.DataError(f"{where}: label {sample['label']} is outside the "
                                  f'{num_classes} classes.')
         kept += 1
+        if split == 'train':  # lets run.py check window lengths without reading every sequence
+          meta = self.info.metadata
+          meta['train_max_frames'] = max(meta.get('train_max_frames', 0), len(sample['actor']))
         yield f'{split}/{i:08d}', {
             'actor': sample['actor'].astype('float32'),
             'reactor': sample['reactor'].astype('float32'),

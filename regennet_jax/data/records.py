@@ -10,9 +10,9 @@ TensorFlow. The features of one example:
     actor, reactor: float32 [T, 56, 3]  55 SMPL-X axis-angle joint rotations + root translation row
     label: ClassLabel (the dataset's class names), name: Text, text: Text (a description where the
       source has one, else '')
-and `metadata.json` holds {fps, source, skipped: ["<name>\\t<reason>", ...]}. Axis-angle keeps
-examples half the size of rot6d and matches the released ReGenNet HDF5 layout; the pipeline
-converts only the frames it crops.
+and `metadata.json` holds {fps, source, skipped: ["<name>\\t<reason>", ...], train_max_frames}.
+Axis-angle keeps examples half the size of rot6d and matches the released ReGenNet HDF5 layout; the
+pipeline converts only the frames it crops.
 
 Writers build the directory under a temporary name and rename it into place only when every split is
 complete, so an interrupted conversion never leaves a dataset that looks finished.
@@ -101,6 +101,7 @@ class DatasetWriter:
     self.name, self.class_names, self.fps, self.source = name, list(class_names), fps, source
     self.splits = {}  # split -> examples written
     self.skipped = []
+    self.train_max_frames = 0
     self._pending = {}
     self._writer = None
 
@@ -130,6 +131,8 @@ class DatasetWriter:
         'text': str(sample.get('text', '')),
     })
     self.splits[split] += 1
+    if split == 'train':
+      self.train_max_frames = max(self.train_max_frames, len(sample['actor']))
     if len(self._pending[split]) >= _EXAMPLES_PER_WRITE:
       self._flush()
 
@@ -145,6 +148,7 @@ class DatasetWriter:
     try:
       self._flush()
       self._info.metadata['skipped'] = list(self.skipped)
+      self._info.metadata['train_max_frames'] = self.train_max_frames
       self._writer.close_all()  # writes dataset_info.json, features and metadata
       with open(os.path.join(self.tmp, 'skipped.txt'), 'w') as f:
         f.writelines(line + '\n' for line in self.skipped)
@@ -200,6 +204,7 @@ def read_info(root):
           name: split.num_examples for name, split in info.splits.items()
       },
       'skipped': list(meta.get('skipped', [])),
+      'train_max_frames': meta.get('train_max_frames'),  # None in datasets made elsewhere
   }
 
 
