@@ -47,7 +47,11 @@ def time_fn(fn, *args, repeats=5, warmup=1):
 
 
 def xla_flops(jitted, *args):
-  """XLA's count of floating-point operations of one call of a jitted function."""
+  """XLA's count of floating-point operations of one call of a jitted function.
+
+  XLA counts the body of a loop (lax.scan, lax.map, while) once, not once per iteration: for a
+  sampler, count one unrolled denoiser pass and multiply by the number of passes.
+  """
   cost = jitted.lower(*args).compile().cost_analysis()
   if isinstance(cost, list):  # older jax returns one dict per device
     cost = cost[0]
