@@ -62,10 +62,13 @@ def main(argv=None):
     return None
   kwargs = dict(data_dir=args.data_dir, skip_bad=args.skip_bad)
   if args.dataset == 'synthetic':
-    kwargs['config'] = base_builders.synthetic_config(args.seed, args.train_size, args.test_size,
-                                                      args.min_frames, args.max_frames)
-    if kwargs['config'].name in {c.name for c in cls.BUILDER_CONFIGS}:
-      kwargs['config'] = kwargs['config'].name
+    make = lambda: base_builders.synthetic_builder(args.data_dir,
+                                                   args.seed,
+                                                   args.train_size,
+                                                   args.test_size,
+                                                   args.min_frames,
+                                                   args.max_frames,
+                                                   skip_bad=args.skip_bad)
   else:
     if not args.manual_dir:
       raise errors.ConfigError(f'--dataset={args.dataset} reads a manual download: give '
@@ -77,14 +80,15 @@ def main(argv=None):
     kwargs['source_args'] = argparse.Namespace(**source)
     if args.dataset == 'smplx_pairs':
       kwargs['manual_dir'] = args.manual_dir
-  builder = cls(**kwargs)
+    make = lambda: cls(**kwargs)
+  builder = make()
   target = builder.data_dir
   if os.path.exists(os.path.join(target, records.INFO_FILE)):
     if not args.overwrite:
       raise errors.OutputExistsError(f'{target} already holds {args.dataset}; pass --overwrite '
                                      'to rebuild it.')
     shutil.rmtree(target)
-    builder = cls(**kwargs)
+    builder = make()  # a fresh builder: the old one has read the removed dataset's info
   import tensorflow_datasets as tfds
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=args.manual_dir))

@@ -27,10 +27,9 @@ def main(argv=None):
   kwargs = dict(min_frames=args.min_frames, max_frames=args.max_frames)
 
   def items():
-    for i in range(args.train_size):
-      yield 'train', synthetic.generate_sample(args.seed, i, **kwargs)
-    for i in range(args.test_size):
-      yield 'test', synthetic.generate_sample(args.seed + 1_000_003, i, **kwargs)
+    for split, size in (('train', args.train_size), ('test', args.test_size)):
+      for i in range(size):
+        yield split, synthetic.generate_sample(synthetic.split_seed(args.seed, split), i, **kwargs)
 
   return common.convert(args.out,
                         'synthetic',

@@ -5,6 +5,7 @@ Every mode loads the dataset once and takes the weights sampling uses (the EMA w
 one) from the newest intact checkpoint; files are written by the main process only.
 """
 
+import functools
 import json
 import os
 
@@ -69,19 +70,21 @@ def write_outputs(config, workdir, batch, generated, names, class_names, sheet_r
                                         batch['label'], class_names, fps, rest, names, betas)
   first_reaction = generated if generated.ndim == batch['actor'].ndim else generated[:, 0]
   lengths = batch['mask'].sum(1)
-  people = lambda i: {
-      'actor': render.world_joints(batch['actor'][i], rest)[:lengths[i]],
-      'reactor': render.world_joints(first_reaction[i], rest)[:lengths[i]],
-      'real reactor': render.world_joints(batch['reactor'][i], rest)[:lengths[i]]
-  }
+  # Memoized: the first actor of a class is drawn in its animation and again in the sheet.
+  people = functools.cache(
+      lambda i: {
+          'actor': render.world_joints(batch['actor'][i], rest)[:lengths[i]],
+          'reactor': render.world_joints(first_reaction[i], rest)[:lengths[i]],
+          'real reactor': render.world_joints(batch['reactor'][i], rest)[:lengths[i]]
+      })
   # With an SMPL-X model file the people are drawn as body meshes, else as skeletons.
   body = None
   if config.body.smplx_model_path:
     body = mesh.SmplxMesh.load(config.body.smplx_model_path, betas)
-  meshes = lambda i: {} if body is None else {
+  meshes = functools.cache(lambda i: {} if body is None else {
       'actor': (body.pose(batch['actor'][i][:lengths[i]]), body.faces),
       'reactor': (body.pose(first_reaction[i][:lengths[i]]), body.faces)
-  }
+  })
   by_class = {c: np.flatnonzero(batch['label'] == c) for c in range(len(class_names))}
   by_class = {c: rows for c, rows in by_class.items() if len(rows)}
   videos = []

@@ -182,6 +182,12 @@ def test_synthetic_is_built_on_first_use_and_old_datasets_are_named(tmp_path, mo
   })
   train, test, names = sources.load_splits(data)
   assert len(train) == 6 and len(test) == 2 and names[0] == 'handshake'
+  # Each split from its own seed stream: test sequences are not copies of training ones.
+  from regennet_jax.data import synthetic
+  for src, split in ((train, 'train'), (test, 'test')):
+    seed = synthetic.split_seed(3, split)
+    assert all(src[i]['name'].startswith(f'synthetic_{seed}_') for i in range(len(src)))
+  assert synthetic.split_seed(3, 'test') != synthetic.split_seed(3, 'train')
   built = list((tmp_path / 'cache' / 'synthetic').glob('*/1.0.0/dataset_info.json'))
   assert len(built) == 1
   assert tfds.builder_from_directory(str(built[0].parent)).info.splits['train'].num_examples == 6

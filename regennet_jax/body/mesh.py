@@ -33,14 +33,13 @@ class SmplxMesh:
     """Reads a released SMPL-X model npz; errors.DataError names the file and field if it is not
     one."""
     path = os.fspath(path)
-    rest = skeleton.load_smplx_rest_joints(path, betas)  # checks file, template, regressor, tree
-    with np.load(path, allow_pickle=False) as data:
-      v = skeleton._field(data, path, 'v_template').astype(np.float64)
+    with skeleton.open_smplx_model(path) as data:
+      v, rest = skeleton.smplx_shape(data, path, betas)  # checks template, regressor, tree, betas
       num_verts = len(v)
       fields = {}
       for name, shape in (('weights', (num_verts, skeleton.NUM_JOINTS)),
                           ('posedirs', (num_verts, 3, (skeleton.NUM_JOINTS - 1) * 9)), ('f', None)):
-        arr = skeleton._field(data, path, name)
+        arr = skeleton.smplx_field(data, path, name)
         if shape is not None and arr.shape != shape:
           raise errors.DataError(f'{path}: field {name!r} has shape {arr.shape}, expected {shape} '
                                  f'for an SMPL-X model with {num_verts} vertices.')
@@ -49,12 +48,8 @@ class SmplxMesh:
       if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= num_verts:
         raise errors.DataError(f"{path}: field 'f' must be [F, 3] vertex indices below "
                                f'{num_verts}, got shape {faces.shape}.')
-      if betas is not None:
-        betas = np.asarray(betas, np.float64).reshape(-1)
-        shapedirs = skeleton._field(data, path, 'shapedirs').astype(np.float64)
-        v = v + shapedirs[:, :, :len(betas)] @ betas
     return cls(v_shaped=v,
-               rest_joints=rest.astype(np.float64),
+               rest_joints=rest,
                weights=fields['weights'].astype(np.float64),
                posedirs=fields['posedirs'].reshape(num_verts * 3, -1).astype(np.float64),
                faces=faces)

@@ -109,7 +109,8 @@ def builtin_rest_joints(scale=1.0):
   return (joints * scale).astype(np.float32)
 
 
-def _field(data, path, name):
+def smplx_field(data, path, name):
+  """Array `name` of an opened SMPL-X model npz (errors.DataError naming the file and field)."""
   if name not in data.files:
     raise errors.DataError(f'{path}: field {name!r} is missing (found: {sorted(data.files)}); '
                            'expected an SMPL-X model npz as released (e.g. SMPLX_NEUTRAL.npz).')
@@ -120,12 +121,8 @@ def _field(data, path, name):
         f'{path}: field {name!r} could not be read as a numeric array: {e}') from e
 
 
-def load_smplx_rest_joints(path, betas=None):
-  """Rest joints [55, 3] float32 of a released SMPL-X model npz, optionally shaped by `betas`.
-
-  J = J_regressor @ (v_template + shapedirs[..., :len(betas)] @ betas), which is exactly what SMPL-X
-  does before posing; since the losses use zero betas this is one constant per body model.
-  """
+def open_smplx_model(path):
+  """The opened npz of a released SMPL-X model file (use it as a context manager)."""
   path = os.fspath(path)
   if not os.path.exists(path):
     raise errors.DataError(f'{path}: SMPL-X model file not found.')
@@ -133,44 +130,60 @@ def load_smplx_rest_joints(path, betas=None):
     raise errors.DataError(f'{path}: expected the SMPL-X .npz release (e.g. SMPLX_NEUTRAL.npz); '
                            'other formats are not supported.')
   try:
-    data = np.load(path, allow_pickle=False)
+    return np.load(path, allow_pickle=False)
   except Exception as e:  # zip errors, truncated files, ...
     raise errors.DataError(f'{path}: not a readable npz file ({type(e).__name__}: {e}).') from e
-  with data:
-    v_template = _field(data, path, 'v_template')
-    if v_template.ndim != 2 or v_template.shape[1] != 3:
-      raise errors.DataError(
-          f'{path}: field v_template has shape {v_template.shape}, expected [V, 3].')
-    num_verts = v_template.shape[0]
-    regressor = _field(data, path, 'J_regressor')
-    if regressor.shape != (NUM_JOINTS, num_verts):
-      raise errors.DataError(
-          f'{path}: field J_regressor has shape {regressor.shape}, expected '
-          f'({NUM_JOINTS}, {num_verts}) for an SMPL-X model with {num_verts} vertices.')
-    kintree = _field(data, path, 'kintree_table')
-    if kintree.shape != (2, NUM_JOINTS):
-      raise errors.DataError(f'{path}: field kintree_table has shape {kintree.shape}, '
-                             f'expected (2, {NUM_JOINTS}).')
-    parents = kintree[0].astype(np.int64)
-    parents[0] = -1  # the release stores the root's parent as 2**32 - 1
-    if tuple(parents.tolist()) != PARENTS:
-      raise errors.DataError(
-          f'{path}: field kintree_table does not describe the SMPL-X 55-joint tree.')
-    v_shaped = v_template.astype(np.float64)
-    if betas is not None:
-      betas = np.asarray(betas, np.float64).reshape(-1)
-      shapedirs = _field(data, path, 'shapedirs')
-      if shapedirs.ndim != 3 or shapedirs.shape[:2] != (num_verts, 3):
-        raise errors.DataError(f'{path}: field shapedirs has shape {shapedirs.shape}, '
-                               f'expected ({num_verts}, 3, K).')
-      if len(betas) > shapedirs.shape[2]:
-        raise errors.DataError(f'{path}: {len(betas)} betas given but shapedirs has only '
-                               f'{shapedirs.shape[2]} components.')
-      v_shaped = v_shaped + shapedirs[:, :, :len(betas)].astype(np.float64) @ betas
-    joints = regressor.astype(np.float64) @ v_shaped
+
+
+def smplx_shape(data, path, betas=None):
+  """(rest vertices [V, 3], rest joints [55, 3]), float64, of an opened SMPL-X model npz shaped by
+  `betas`, after checking the fields they need.
+
+  J = J_regressor @ (v_template + shapedirs[..., :len(betas)] @ betas), which is exactly what SMPL-X
+  does before posing.
+  """
+  v_template = smplx_field(data, path, 'v_template')
+  if v_template.ndim != 2 or v_template.shape[1] != 3:
+    raise errors.DataError(
+        f'{path}: field v_template has shape {v_template.shape}, expected [V, 3].')
+  num_verts = v_template.shape[0]
+  regressor = smplx_field(data, path, 'J_regressor')
+  if regressor.shape != (NUM_JOINTS, num_verts):
+    raise errors.DataError(
+        f'{path}: field J_regressor has shape {regressor.shape}, expected '
+        f'({NUM_JOINTS}, {num_verts}) for an SMPL-X model with {num_verts} vertices.')
+  kintree = smplx_field(data, path, 'kintree_table')
+  if kintree.shape != (2, NUM_JOINTS):
+    raise errors.DataError(f'{path}: field kintree_table has shape {kintree.shape}, '
+                           f'expected (2, {NUM_JOINTS}).')
+  parents = kintree[0].astype(np.int64)
+  parents[0] = -1  # the release stores the root's parent as 2**32 - 1
+  if tuple(parents.tolist()) != PARENTS:
+    raise errors.DataError(
+        f'{path}: field kintree_table does not describe the SMPL-X 55-joint tree.')
+  v_shaped = v_template.astype(np.float64)
+  if betas is not None:
+    betas = np.asarray(betas, np.float64).reshape(-1)
+    shapedirs = smplx_field(data, path, 'shapedirs')
+    if shapedirs.ndim != 3 or shapedirs.shape[:2] != (num_verts, 3):
+      raise errors.DataError(f'{path}: field shapedirs has shape {shapedirs.shape}, '
+                             f'expected ({num_verts}, 3, K).')
+    if len(betas) > shapedirs.shape[2]:
+      raise errors.DataError(f'{path}: {len(betas)} betas given but shapedirs has only '
+                             f'{shapedirs.shape[2]} components.')
+    v_shaped = v_shaped + shapedirs[:, :, :len(betas)].astype(np.float64) @ betas
+  joints = regressor.astype(np.float64) @ v_shaped
   if not np.all(np.isfinite(joints)):
     raise errors.DataError(f'{path}: rest joints are not finite (NaN/Inf in v_template, shapedirs '
                            'or J_regressor).')
+  return v_shaped, joints
+
+
+def load_smplx_rest_joints(path, betas=None):
+  """Rest joints [55, 3] float32 of a released SMPL-X model npz, optionally shaped by `betas`
+  (see smplx_shape); since the losses use zero betas this is one constant per body model."""
+  with open_smplx_model(path) as data:
+    _, joints = smplx_shape(data, os.fspath(path), betas)
   return joints.astype(np.float32)
 
 

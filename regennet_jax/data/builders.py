@@ -85,22 +85,13 @@ class PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if not isinstance(sample, dict):  # data_prep.common.Skip: left out on purpose
           self.info.metadata['skipped'].append(f'{sample.name}\t{sample.reason}')
           continue
-        where = f"{self.name}/{split}/{sample.get('name', i)}"
-        records.validate_sample(sample, where)
-        if not 0 <= int(sample['label']) < num_classes:
-          raise errors.DataError(f"{where}: label {sample['label']} is outside the "
-                                 f'{num_classes} classes.')
+        example = records.to_example(sample, f"{self.name}/{split}/{sample.get('name', i)}",
+                                     num_classes)
         kept += 1
         if split == 'train':  # lets run.py check window lengths without reading every sequence
           meta = self.info.metadata
           meta['train_max_frames'] = max(meta.get('train_max_frames', 0), len(sample['actor']))
-        yield f'{split}/{i:08d}', {
-            'actor': sample['actor'].astype('float32'),
-            'reactor': sample['reactor'].astype('float32'),
-            'label': int(sample['label']),
-            'name': str(sample.get('name', '')),
-            'text': str(sample.get('text', '')),
-        }
+        yield f'{split}/{i:08d}', example
     finally:
       getattr(samples, 'close', lambda: None)()
     if split == 'train' and not kept:
@@ -142,12 +133,17 @@ class Synthetic(PairsBuilder):
   def source_splits(self, manual_dir):
     c = self.builder_config
     kwargs = dict(min_frames=c.min_frames, max_frames=c.max_frames)
-    # A different seed stream: test sequences are new performances, not copies of training ones.
-    return {
-        'train': (synthetic.generate_sample(c.seed, i, **kwargs) for i in range(c.train_size)),
-        'test':
-            (synthetic.generate_sample(c.seed + 1_000_003, i, **kwargs) for i in range(c.test_size))
-    }
+    samples = lambda split, size: (synthetic.generate_sample(synthetic.split_seed(c.seed, split), i,
+                                                             **kwargs) for i in range(size))
+    return {'train': samples('train', c.train_size), 'test': samples('test', c.test_size)}
+
+
+def synthetic_builder(data_dir, seed, train_size, test_size, min_frames, max_frames, **kwargs):
+  """The Synthetic builder of these settings in `data_dir` (kwargs: PairsBuilder's)."""
+  config = synthetic_config(seed, train_size, test_size, min_frames, max_frames)
+  if config.name in {c.name for c in Synthetic.BUILDER_CONFIGS}:
+    config = config.name  # TFDS takes a listed config by name only
+  return Synthetic(config=config, data_dir=data_dir, **kwargs)
 
 
 def synthetic_dataset_dir(data_config, data_dir=None):
@@ -157,12 +153,9 @@ def synthetic_dataset_dir(data_config, data_dir=None):
   one builds while the others wait and then read.
   """
   data_dir = data_dir or data_config.get('dir') or default_data_dir()
-  config = synthetic_config(data_config.seed, data_config.synthetic_train_size,
-                            data_config.synthetic_test_size, data_config.synthetic_min_frames,
-                            data_config.synthetic_max_frames)
-  if config.name in {c.name for c in Synthetic.BUILDER_CONFIGS}:
-    config = config.name  # TFDS takes a listed config by name only
-  builder = Synthetic(config=config, data_dir=data_dir)
+  builder = synthetic_builder(data_dir, data_config.seed, data_config.synthetic_train_size,
+                              data_config.synthetic_test_size, data_config.synthetic_min_frames,
+                              data_config.synthetic_max_frames)
   if not os.path.exists(os.path.join(builder.data_dir, records.INFO_FILE)):
     os.makedirs(data_dir, exist_ok=True)
     with open(os.path.join(data_dir, f'.synthetic_{builder.builder_config.name}.lock'),

@@ -53,6 +53,21 @@ def validate_sample(sample, where):
                            f"got {sample.get('label')!r}.")
 
 
+def to_example(sample, where, num_classes):
+  """The TFDS example of one checked sample dict (errors.DataError naming `where` and the field)."""
+  validate_sample(sample, where)
+  if not 0 <= int(sample['label']) < num_classes:
+    raise errors.DataError(f"{where}: label {sample['label']} is outside the {num_classes} "
+                           'classes.')
+  return {
+      'actor': np.asarray(sample['actor'], np.float32),
+      'reactor': np.asarray(sample['reactor'], np.float32),
+      'label': int(sample['label']),
+      'name': str(sample.get('name', '')),
+      'text': str(sample.get('text', '')),
+  }
+
+
 def features(class_names):
   """The TFDS features of one two-person sequence."""
   motion = lambda: tfds.features.Tensor(shape=(None, 56, 3), dtype=np.float32)
@@ -115,21 +130,12 @@ class DatasetWriter:
     return self
 
   def add(self, split, sample):
-    where = f"{self.name}/{split}/{sample.get('name', '?')}"
-    validate_sample(sample, where)
-    if not 0 <= int(sample['label']) < len(self.class_names):
-      raise errors.DataError(f"{sample.get('name', '?')}: label {sample['label']} is outside the "
-                             f'{len(self.class_names)} classes.')
+    example = to_example(sample, f"{self.name}/{split}/{sample.get('name', '?')}",
+                         len(self.class_names))
     if split not in self.splits:
       self._writer.initialize_splits([split])
       self.splits[split] = 0
-    self._pending.setdefault(split, []).append({
-        'actor': np.asarray(sample['actor'], np.float32),
-        'reactor': np.asarray(sample['reactor'], np.float32),
-        'label': int(sample['label']),
-        'name': str(sample.get('name', '')),
-        'text': str(sample.get('text', '')),
-    })
+    self._pending.setdefault(split, []).append(example)
     self.splits[split] += 1
     if split == 'train':
       self.train_max_frames = max(self.train_max_frames, len(sample['actor']))
@@ -192,8 +198,13 @@ def open_dataset(root):
 
 
 def read_info(root):
-  """{name, class_names, fps, source, splits: {split: count}, skipped} of the dataset at `root`."""
-  info = open_dataset(root).info
+  """{name, class_names, fps, source, splits: {split: count}, skipped, train_max_frames} of the
+  dataset at `root`."""
+  return _summary(open_dataset(root))
+
+
+def _summary(builder):
+  info = builder.info
   meta = dict(info.metadata or {})
   return {
       'name': info.name,
@@ -215,7 +226,7 @@ class RecordSource:
   """
   def __init__(self, root, split):
     builder = open_dataset(root)
-    self.info = read_info(root)
+    self.info = _summary(builder)
     if split not in self.info['splits']:
       raise errors.DataError(f"{root}: no split {split!r} (has {sorted(self.info['splits'])}).")
     self.root, self.split = os.fspath(root), split

@@ -369,5 +369,11 @@ def generate_sample(seed, index, min_frames=70, max_frames=110):
   }
 
 
+def split_seed(seed, split):
+  """The seed of a split's sequences: test sequences are new performances (another seed stream),
+  not copies of training ones."""
+  return seed if split == 'train' else seed + 1_000_003
+
+
 def generate_split(seed, count, **kwargs):
   return [generate_sample(seed, i, **kwargs) for i in range(count)]
