@@ -19,6 +19,7 @@ if ROOT not in sys.path:
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 # What the benchmarks call the sizes: the paper's NTU model, data and recipe (what the original
 # is compared with), and the default run's config.
@@ -113,3 +114,12 @@ def machine():
 
 def emit(result):
   print(json.dumps({**result, 'peak_rss_mb': peak_rss_mb(), 'machine': machine()}, indent=2))
+
+
+def interval(values):
+  """(mean, 95% t-interval half-width with n - 1 degrees of freedom) over training seeds."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  v = np.asarray(values, np.float64)
+  if len(v) < 2:
+    return float(v.mean()), float('nan')
+  return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))

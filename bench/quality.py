@@ -20,10 +20,7 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-from scipy import stats
-
-from common import ROOT, emit
+from common import ROOT, emit, interval
 
 VARIANTS = {
     'recipe': [],  # configs/synthetic.py as it is
@@ -51,14 +48,6 @@ def run(args, log_path):
     raise SystemExit(f'run.py {" ".join(args)} failed; see {log_path}')
   out = proc.stdout
   return json.loads(out[out.rindex('\n{') + 1:] if '\n{' in out else out), time.time() - start
-
-
-def interval(values):
-  """(mean, 95% t-interval half-width) over training seeds."""
-  v = np.asarray(values, np.float64)
-  if len(v) < 2:
-    return float(v.mean()), float('nan')
-  return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def curve(workdir):

@@ -15,24 +15,16 @@ no stride, '1' keeps timestep 0 and so starts from noise labelled as almost clea
 import argparse
 import time
 
-from common import emit
+from common import emit, interval
 
 import jax
 import numpy as np
-from scipy import stats
 
 from configs import synthetic as synthetic_config
 from regennet_jax import checkpoints
 from regennet_jax import factory
 from regennet_jax.data import sources
 from regennet_jax.evaluation import monitor
-
-
-def interval(values):
-  v = np.asarray(values, np.float64)
-  if len(v) < 2:
-    return float(v.mean()), float('nan')
-  return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def main():
