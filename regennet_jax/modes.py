@@ -229,23 +229,23 @@ def sample_from_checkpoint(config, workdir, splits):
 
 
 def stream_from_checkpoint(config, workdir, splits):
-  """run.py --mode=stream: test actors frame by frame; reports per-frame latency and agreement
-  with the whole-sequence sampler on the same actors and key."""
+  """run.py --mode=stream: config.stream.batch_size test actors frame by frame, as simultaneous
+  streams split over every host's devices; reports per-frame latency and agreement with the
+  whole-sequence sampler on the same actors and key, and saves the streamed reactions to
+  samples/stream_reactions.npz."""
   _, test_src, class_names = splits
   params, step = _sampling_params(config, workdir, class_names)
-  # A stream runs on one host: the weights come to every host (a collective), the main streams.
-  params = jax.tree_util.tree_map(sample.to_host, params)
-  if not _is_main():
-    return {}
-  batch, _ = monitor_lib.test_windows(config, test_src, config.stream.batch_size)
+  batch, names = monitor_lib.test_windows(config, test_src, config.stream.batch_size)
   model = factory.make_model(config, len(class_names), for_sampling=True)
   schedule = factory.make_schedule(config, config.sample.respacing)
   key = jax.random.PRNGKey(config.seed)
   frames = batch['actor'].shape[1]
+  mesh = sharding.sampling_mesh()
+  # sample.generate draws batch b's noise from fold_in(key, b): the streams take batch 0's key.
   stream = streaming.ReactionStream(model,
                                     params,
                                     schedule,
-                                    key,
+                                    jax.random.fold_in(key, 0),
                                     batch_size=len(batch['actor']),
                                     max_frames=max(frames, config.stream.max_frames),
                                     method=config.sample.method,
@@ -253,19 +253,33 @@ def stream_from_checkpoint(config, workdir, splits):
                                     guidance_scale=config.sample.guidance_scale,
                                     label=batch['label'],
                                     actor_frame=config.model.actor_frame,
-                                    orthonormalize=config.sample.orthonormalize)
+                                    orthonormalize=config.sample.orthonormalize,
+                                    mesh=mesh)
   streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
-  sampler = factory.make_sampler(config, len(class_names))
-  whole = np.asarray(jax.jit(sampler)(params, batch['actor'], batch['label'], key))
+  whole = sample.generate(factory.make_sampler(config, len(class_names)), params, batch['actor'],
+                          batch['label'], key, mesh, stream.rows)
+  if not _is_main():
+    return {}
   result = {
       'checkpoint_step': step,
       'streams': len(batch['actor']),
+      'processes': jax.process_count(),
+      'devices': int(mesh.devices.size),
       'frames': frames,
       'denoising_steps': int(schedule.num_steps),
       'method': config.sample.method,
       'latency': stream.latency_report(),
       'max_abs_difference_to_whole_sequence_sampler': float(np.abs(streamed - whole).max())
   }
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  result['samples'] = sample.save_npz(os.path.join(workdir, 'samples', 'stream_reactions.npz'),
+                                      batch['actor'],
+                                      streamed,
+                                      batch['label'],
+                                      class_names,
+                                      real_reactor=batch['reactor'],
+                                      names=names,
+                                      fps=config.data.fps)
   with open(os.path.join(workdir, 'stream_report.json'), 'w') as f:
     json.dump(result, f, indent=2)
   return result

@@ -125,7 +125,7 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
   batch_size = max(data, batch_size - batch_size % data)
   sharding = NamedSharding(mesh, P('data'))
   replicated = NamedSharding(mesh, P())
-  params = _on_mesh(params, replicated)
+  params = on_mesh(params, replicated)
   fn = jax.jit(sampler,
                in_shardings=(replicated, sharding, sharding, replicated),
                out_shardings=sharding)
@@ -139,13 +139,12 @@ def generate(sampler, params, actors, labels, key, mesh, batch_size, repetitions
     if n < batch_size:  # pad the last batch to the compiled shape
       actor = np.concatenate([actor, np.repeat(actor[-1:], batch_size - n, 0)])
       label = np.concatenate([label, np.repeat(label[-1:], batch_size - n, 0)])
-    res = fn(params, _on_mesh(actor, sharding), _on_mesh(label, sharding),
-             jax.random.fold_in(key, b))
+    res = fn(params, on_mesh(actor, sharding), on_mesh(label, sharding), jax.random.fold_in(key, b))
     out.append(to_host(res)[:n])
   return np.concatenate(out)
 
 
-def _on_mesh(tree, sharding):
+def on_mesh(tree, sharding):
   """Host arrays (the same on every host) -> global arrays laid out by `sharding`: each host puts
   only the shards of its own devices, so a mesh may span several hosts."""
   def put(x):

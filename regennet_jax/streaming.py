@@ -11,6 +11,10 @@ the whole sequence with the same key.
     stream = ReactionStream(model, params, schedule, key, batch_size=1, max_frames=300)
     for actor_frame in camera:            # [B, 56, 6]
       reactor_frame = stream.push(actor_frame)
+
+Given a `mesh` (sharding.sampling_mesh(): every device of every host), the B streams are split
+over its 'data' axis: every host pushes the same [B, 56, 6] frame, puts only its own devices'
+rows, and gets all B reactor frames back (gathered from every host).
 """
 
 import functools
@@ -19,6 +23,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from regennet_jax import diffusion
 from regennet_jax import errors
@@ -96,7 +102,8 @@ class ReactionStream:
                guidance_scale=1.0,
                label=None,
                actor_frame=False,
-               orthonormalize=False):
+               orthonormalize=False,
+               mesh=None):
     if model.arch != 'online':
       raise errors.ConfigError(
           "streaming needs model.arch='online' (the offline model sees the future)")
@@ -107,12 +114,25 @@ class ReactionStream:
     if batch_size < 1 or max_frames < 1:
       raise errors.ConfigError(f'a stream needs batch_size >= 1 and max_frames >= 1, got '
                                f'{batch_size} and {max_frames}.')
-    self.label = jnp.zeros((batch_size,), jnp.int32) if label is None else jnp.asarray(label)
-    if self.label.shape != (batch_size,):
-      raise errors.ConfigError(f'label has shape {self.label.shape}: one label per stream, '
+    label = np.zeros((batch_size,), np.int32) if label is None else np.asarray(label, np.int32)
+    if label.shape != (batch_size,):
+      raise errors.ConfigError(f'label has shape {label.shape}: one label per stream, '
                                f'expected ({batch_size},).')
-    self._caches = _make_caches(model.clone(decode=True), schedule.num_steps, batch_size,
-                                max_frames, guided)
+    # Over a mesh, the streams are padded (copies of the last one) to a multiple of its devices.
+    devices = mesh.shape['data'] if mesh is not None else 1
+    self.rows = -(-batch_size // devices) * devices  # streams computed: B padded
+    rows_sharding = NamedSharding(mesh, P('data')) if mesh is not None else None
+    caches = _make_caches(model.clone(decode=True), schedule.num_steps, self.rows, max_frames,
+                          guided)
+    # Keys/values [steps, B (2B guided), frames, heads, dim] split by stream; the frame counters
+    # [steps] are replicated.
+    caches_sharding = None if mesh is None else jax.tree_util.tree_map(
+        lambda c: NamedSharding(mesh,
+                                P(None, 'data') if c.ndim > 1 else P()), caches)
+    replicated = NamedSharding(mesh, P()) if mesh is not None else None
+    self._put_rows = lambda x: self._put(self._pad(x), rows_sharding)
+    self.label = self._put_rows(label)
+    self._caches = self._put(caches, caches_sharding)
     step = make_stream_step(model, schedule, method, eta, guidance_scale)
     # model.actor_frame: the network works in the heading frame of the actor's FIRST frame, which
     # is known once that frame arrives; every later frame is turned into it and back.
@@ -130,19 +150,44 @@ class ReactionStream:
     # Compiled here, ahead of time, for the one set of shapes a stream ever sees: no frame pays
     # for a compilation (the latencies are the frames' own).
     start = time.perf_counter()
-    frame_spec = jax.ShapeDtypeStruct((batch_size, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS),
-                                      jnp.float32)
-    self._caches = jax.device_put(self._caches)
-    self.params = jax.device_put(params)
-    self._rotation = jnp.broadcast_to(jnp.eye(3, dtype=jnp.float32), (batch_size, 3, 3))
-    self._step = jax.jit(framed_step,
-                         donate_argnums=(1,)).lower(self.params,
-                                                    self._caches, frame_spec, self.label,
-                                                    jnp.int32(0), key, self._rotation).compile()
-    self._heading = jax.jit(pair_frame.heading).lower(frame_spec).compile()
+    frame_spec = jax.ShapeDtypeStruct((self.rows, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS),
+                                      jnp.float32,
+                                      sharding=rows_sharding)
+    self.params = self._put(params, replicated)
+    self.key = self._put(key, replicated)
+    self._rotation = self._put_rows(np.broadcast_to(np.eye(3, dtype=np.float32),
+                                                    (batch_size, 3, 3)))
+    placed = {} if mesh is None else {
+        'in_shardings': (replicated, caches_sharding, rows_sharding, rows_sharding, replicated,
+                         replicated, rows_sharding),
+        'out_shardings': (rows_sharding, caches_sharding)
+    }
+    self._step = jax.jit(framed_step, donate_argnums=(1,),
+                         **placed).lower(self.params, self._caches, frame_spec, self.label,
+                                         jnp.int32(0), self.key, self._rotation).compile()
+    self._heading = jax.jit(
+        pair_frame.heading,
+        **({} if mesh is None else {
+            'in_shardings': rows_sharding,
+            'out_shardings': rows_sharding
+        })).lower(frame_spec).compile()
     self.compile_seconds = time.perf_counter() - start
     self.frame = 0
     self.latencies = []
+
+  def _pad(self, rows):
+    """[B, ...] -> [rows, ...], the last stream repeated."""
+    rows = np.asarray(rows)
+    extra = self.rows - len(rows)
+    return np.concatenate([rows, np.repeat(rows[-1:], extra, 0)]) if extra else rows
+
+  @staticmethod
+  def _put(tree, sharding):
+    if sharding is None:
+      return jax.device_put(tree)
+    if isinstance(sharding, NamedSharding):
+      return sample_lib.on_mesh(tree, sharding)
+    return jax.tree_util.tree_map(sample_lib.on_mesh, tree, sharding)
 
   def push(self, actor_frame):
     """One actor frame [B, 56, 6] -> the reactor frame [B, 56, 6] (numpy)."""
@@ -150,21 +195,22 @@ class ReactionStream:
       raise errors.ConfigError(
           f'stream is full: max_frames={self.max_frames} frames were pushed; start a '
           'new ReactionStream (or make max_frames larger).')
-    actor_frame = jnp.asarray(actor_frame, jnp.float32)
+    actor_frame = np.asarray(actor_frame, np.float32)
     want = (self.batch_size, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS)
     if actor_frame.shape != want:
       raise errors.ConfigError(f'actor frame has shape {actor_frame.shape}, expected '
                                f'{want}.')
-    if not np.all(np.isfinite(np.asarray(actor_frame))):
+    if not np.all(np.isfinite(actor_frame)):
       raise errors.DataError(
           f'actor frame {self.frame} contains NaN or Inf (streams '
-          f'{sorted({int(i) for i in np.nonzero(~np.isfinite(np.asarray(actor_frame)))[0]})}).')
+          f'{sorted({int(i) for i in np.nonzero(~np.isfinite(actor_frame))[0]})}).')
     start = time.perf_counter()
+    actor_frame = self._put_rows(actor_frame)
     if self.frame == 0 and self._actor_frame:
       self._rotation = self._heading(actor_frame)
     out, self._caches = self._step(self.params, self._caches, actor_frame, self.label,
                                    jnp.int32(self.frame), self.key, self._rotation)
-    out = np.asarray(out)
+    out = sample_lib.to_host(out)[:self.batch_size]
     self.latencies.append(time.perf_counter() - start)
     self.frame += 1
     return out

@@ -75,6 +75,20 @@ def test_two_hosts_train_resume_and_sample_like_one(tmp_path):
   one = np.load(straight / 'samples' / 'test_reactions.npz')['reactor']
   assert two.shape == one.shape == (6, 12, 56, 6)
   np.testing.assert_allclose(two, one, atol=1e-4)
+  # Three simultaneous streams over both hosts' devices (padded to four) stream what one process
+  # streams, agree with the whole-sequence sampler, and one process writes the report.
+  stream = ['--mode=stream', '--config.stream.batch_size=3', '--config.stream.max_frames=12']
+  outs = _finish(_start(straight, _tiny() + stream))
+  report = last_json(outs[0][0])
+  assert '"latency"' not in outs[1][0]
+  assert report['processes'] == 2 and report['devices'] == 2 and report['streams'] == 3
+  assert report['max_abs_difference_to_whole_sequence_sampler'] < 1e-4
+  two = np.load(straight / 'samples' / 'stream_reactions.npz')['reactor']
+  proc = run([f'--workdir={straight}'] + _tiny() + stream)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one = np.load(straight / 'samples' / 'stream_reactions.npz')['reactor']
+  assert two.shape == one.shape == (3, 12, 56, 6)
+  np.testing.assert_allclose(two, one, atol=1e-4)
 
 
 def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path):
@@ -98,6 +112,10 @@ def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path):
   assert os.listdir(workdir / 'checkpoints') == [str(saved)]  # one checkpoint, written by both
   outs = _finish(_start(workdir, _tiny(**{'train.num_steps': saved + 2})))
   assert 'Resumed from' in outs[0][0] + outs[0][1] and last_json(outs[0][0])['steps'] == saved + 2
+  # The preempted and resumed run trains exactly as an uninterrupted one, step for step.
+  straight = tmp_path / 'straight'
+  _finish(_start(straight, _tiny(**{'train.num_steps': saved + 2})))
+  np.testing.assert_allclose(_losses(workdir), _losses(straight), rtol=1e-5)
 
 
 def test_a_host_killed_while_saving_leaves_the_last_complete_checkpoint(tmp_path):
