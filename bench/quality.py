@@ -32,6 +32,17 @@ VARIANTS = {
     'paper_normalization': ['--config.losses.normalization=paper'],
     'code_normalization': ['--config.losses.normalization=code'],
     'offline': ['--config.model.arch=offline'],
+    # The reactor's joint velocities as a loss term (losses.world_vel), against jitter.
+    'world_velocity': ['--config.losses.world_vel=1'],
+    # x0 mixed from x_t and the network's output by noise level (model.prediction), with the
+    # synthetic reactors' spread per feature.
+    'preconditioned': [
+        '--config.model.prediction=preconditioned', '--config.model.sigma_data=0.07'
+    ],
+    'preconditioned_world_velocity': [
+        '--config.model.prediction=preconditioned', '--config.model.sigma_data=0.07',
+        '--config.losses.world_vel=1'
+    ],
 }
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')
 

@@ -36,6 +36,10 @@ def get_config():
   c.model.num_heads = 4
   c.model.dropout = 0.1
   c.model.fusion = 'concat'  # or 'add' (ablation)
+  # 'x0': the network outputs x0 (the paper's); 'preconditioned': x0 mixes x_t and the network's
+  # output by the noise level against sigma_data, the data's spread per feature (model.py).
+  c.model.prediction = 'x0'
+  c.model.sigma_data = 0.1
   c.model.cond_mode = 'no_cond'  # 'no_cond' (unconstrained, the paper's main setting) or 'action'
   c.model.cond_mask_prob = 0.0  # >0 with cond_mode='action' enables classifier-free guidance
   c.model.dtype = 'float32'  # 'bfloat16' for faster steps on TPU/GPU
@@ -63,6 +67,7 @@ def get_config():
   c.losses.transl = 1.0
   c.losses.rcxyz = 0.0
   c.losses.world_joints = 0.0  # reactor joint positions with translation (not in the paper)
+  c.losses.world_vel = 0.0  # their velocities: against jitter (not in the paper)
   c.losses.vel = 0.0
   c.losses.fc = 0.0
   c.losses.fc_threshold = 0.03

@@ -42,6 +42,11 @@ def make_model(config, num_actions, for_sampling=False):
   if matmul_dtype not in MATMUL_DTYPES:
     raise errors.ConfigError(f'{field} must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}')
   rest = tuple(map(tuple, make_rest_joints(config).tolist())) if m.actor_positions else None
+  alphas_cumprod = None
+  if m.prediction == 'preconditioned':  # abar at the original timesteps the network sees
+    d = config.diffusion
+    alphas_cumprod = tuple(
+        np.cumprod(1.0 - diffusion.betas_for(d.noise_schedule, d.num_timesteps)).tolist())
   return Denoiser(arch=m.arch,
                   num_layers=m.num_layers,
                   latent_dim=m.latent_dim,
@@ -54,7 +59,10 @@ def make_model(config, num_actions, for_sampling=False):
                   cond_mask_prob=m.cond_mask_prob,
                   dtype=jnp.dtype(m.dtype),
                   matmul_dtype=None if matmul_dtype == 'float32' else matmul_dtype,
-                  actor_positions_rest=rest)
+                  actor_positions_rest=rest,
+                  prediction=m.prediction,
+                  sigma_data=m.sigma_data,
+                  alphas_cumprod=alphas_cumprod)
 
 
 def make_schedule(config, respacing=''):

@@ -21,6 +21,7 @@ from regennet_jax.body import kinematics
 from regennet_jax.body import skeleton
 
 MAX_LEN = 5000
+PREDICTIONS = ('x0', 'preconditioned')
 
 
 def matmul_with_operands_in(operand_dtype):
@@ -354,6 +355,16 @@ class Denoiser(nn.Module):
     actor_positions_rest: rest skeleton [55][3] (nested tuples) to also feed the actor's joint
       POSITIONS (forward kinematics with translation): where its hands are, which rotations encode
       only through the kinematic chain. None: the original's rotations-only input.
+    prediction: what the network's last layer outputs. 'x0' (the paper's): x0 itself.
+      'preconditioned': F in x0 = c_skip x_t / sqrt(abar) + c_out F, with the noise level
+      sigma^2 = (1 - abar) / abar, c_skip = sd^2 / (sigma^2 + sd^2) and
+      c_out = sigma sd / sqrt(sigma^2 + sd^2), sd = `sigma_data` (Karras et al., 2022, "EDM").
+      Every caller still gets x0. Where the noise is below the data's own spread, x0 is then
+      mostly x_t: a small network predicting x0 directly never learns to copy its input through
+      its layers (its x0 error stays at its high-noise level down to t = 0).
+    sigma_data: the data's standard deviation per feature, for 'preconditioned'.
+    alphas_cumprod: abar for every original timestep (tuple, [num_timesteps]); needed by
+      'preconditioned'.
   """
   arch: str = 'online'
   num_layers: int = 8
@@ -372,6 +383,9 @@ class Denoiser(nn.Module):
   decode: bool = False
   matmul_dtype: str | None = None
   actor_positions_rest: tuple | None = None
+  prediction: str = 'x0'
+  sigma_data: float = 0.1
+  alphas_cumprod: tuple | None = None
 
   def setup(self):
     if self.arch not in ('online', 'offline'):
@@ -381,6 +395,12 @@ class Denoiser(nn.Module):
     if self.cond_mode not in ('no_cond', 'action'):
       raise errors.ConfigError(
           f"model.cond_mode must be 'no_cond' or 'action', got {self.cond_mode!r}")
+    if self.prediction not in PREDICTIONS:
+      raise errors.ConfigError(
+          f'model.prediction must be one of {PREDICTIONS}, got {self.prediction!r}')
+    if self.prediction == 'preconditioned' and self.alphas_cumprod is None:
+      raise errors.ConfigError(
+          "model.prediction='preconditioned' needs the noise schedule (alphas_cumprod)")
     if self.decode and self.arch != 'online':
       raise errors.ConfigError('frame-by-frame decoding needs the causal online arch')
     self.condition = ConditionEmbedding(self.latent_dim, self.cond_mode, self.num_actions,
@@ -448,7 +468,14 @@ class Denoiser(nn.Module):
     else:
       h = self.encoder(tokens, memory, mask, deterministic, copies=copies)
     out = self.output_process(h)
-    return out.reshape(copies * batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
+    out = out.reshape(copies * batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
+    if self.prediction == 'x0':
+      return out
+    abar = jnp.asarray(self.alphas_cumprod, jnp.float32)[timesteps][:, None, None, None]
+    x_t = jnp.concatenate([x_t] * copies) if copies > 1 else x_t
+    var, sd2 = (1.0 - abar) / abar, self.sigma_data**2
+    c_skip, c_out = sd2 / (var + sd2), jnp.sqrt(var * sd2 / (var + sd2))
+    return (c_skip * x_t / jnp.sqrt(abar) + c_out * out).astype(x_t.dtype)
 
 
 def count_params(params):

@@ -142,6 +142,35 @@ def test_velocity_and_foot_contact_losses():
   np.testing.assert_allclose(fc, [0.0])
 
 
+def test_world_velocity_loss_sees_jitter_that_the_position_error_does_not():
+  t = 6
+  still = np.zeros((1, t, 56, 6), np.float32)
+  still[..., :55, :] = [1, 0, 0, 0, 1, 0]
+  offset, jitter = still.copy(), still.copy()
+  offset[0, :, 55, 0] = 0.01  # the whole body 1 cm off in x, steadily
+  jitter[0, :, 55, 0] = 0.01 * (-1)**np.arange(t)  # 1 cm off, alternating sides every frame
+  mask = jnp.ones((1, t))
+  world = lambda m: kinematics.motion_to_joints(jnp.asarray(m), REST, with_translation=True)
+  terms = lambda pred: losses.loss_terms(jnp.asarray(still), jnp.asarray(still), jnp.asarray(
+      pred), mask, REST, losses.LossWeights(world_joints=1.0, world_vel=1.0))
+  steady, shaking = terms(offset), terms(jitter)
+  # Same position error (1 of 3 coordinates off by 1 cm) ...
+  np.testing.assert_allclose(steady['world_joints'], [1e-4 / 3], rtol=1e-4)
+  np.testing.assert_allclose(shaking['world_joints'], [1e-4 / 3], rtol=1e-4)
+  # ... but only the jittering one moves: 2 cm per frame in x, every frame step.
+  np.testing.assert_allclose(steady['world_vel'], [0.0], atol=1e-9)
+  np.testing.assert_allclose(shaking['world_vel'], [4e-4 / 3], rtol=1e-4)
+  # Frame steps into padding do not count.
+  half = jnp.asarray([[1, 1, 1, 0, 0, 0]], jnp.float32)
+  np.testing.assert_allclose(losses.world_velocity_loss(world(still), world(jitter), half),
+                             [4e-4 / 3],
+                             rtol=1e-4)
+  jitter[0, 3:, 55, 0] = 5.0  # garbage in the padded frames changes nothing
+  np.testing.assert_allclose(losses.world_velocity_loss(world(still), world(jitter), half),
+                             [4e-4 / 3],
+                             rtol=1e-4)
+
+
 def test_gradients_flow_through_forward_kinematics():
   rng = np.random.default_rng(1)
   actor, x0, pred = (jnp.asarray(_motion(rng, 2, 6)) for _ in range(3))

@@ -1,0 +1,85 @@
+"""How well a trained denoiser predicts x0 at each noise level, on real test windows.
+
+  python bench/denoiser_error.py --runs=runs/default,runs/other
+
+For each run and timestep t: noise the real reactor to x_t, predict x0, and report the RMS error of
+the rotations and of the translation against the real x0, the noise's own RMS error (what simply
+returning x_t would score), and the frame-to-frame jitter of the predicted translation (m/s left
+after a 5-frame moving average; the real reactors have ~0.01). A well-trained denoiser's error
+falls towards 0 as t does; a flat curve means the network ignores x_t and final samples keep the
+high-noise error (README, "Training recipe").
+"""
+
+import argparse
+
+from common import emit
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import synthetic as synthetic_config
+from regennet_jax import checkpoints
+from regennet_jax import diffusion
+from regennet_jax import factory
+from regennet_jax import pair_frame
+from regennet_jax.body import skeleton
+from regennet_jax.data import sources
+from regennet_jax.evaluation import monitor
+
+TIMESTEPS = (0, 5, 20, 50, 100, 200, 400, 600, 800, 999)
+
+
+def jitter(translation, fps):
+  """[B, T, 3] -> mean speed (m/s) of what a 5-frame moving average removes."""
+  v = np.diff(np.asarray(translation), axis=1) * fps
+  smooth = np.apply_along_axis(lambda a: np.convolve(a, np.ones(5) / 5, 'same'), 1, v)
+  return float(np.linalg.norm(v - smooth, axis=-1)[:, 3:-3].mean())
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--runs', required=True, help='comma-separated trained workdirs')
+  parser.add_argument('--windows', type=int, default=64, help='test windows (from frame 0)')
+  args = parser.parse_args()
+  results = {}
+  for run in args.runs.split(','):
+    config = synthetic_config.get_config()
+    checkpoints.adopt_run_config(run, config)
+    _, test, names = sources.load_splits(config.data)
+    params, step = factory.load_sampling_params(config, run, len(names))
+    batch, _ = monitor.test_windows(config, test, args.windows)
+    model = factory.make_model(config, len(names), for_sampling=True)
+    schedule = factory.make_schedule(config)
+    actor, reactor = jnp.asarray(batch['actor']), jnp.asarray(batch['reactor'])
+    if config.model.actor_frame:
+      actor, reactor, _ = pair_frame.to_actor_frame(actor, reactor)
+    label = jnp.asarray(batch['label'])
+    predict = jax.jit(lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label))
+    tr = skeleton.TRANSLATION_ROW
+    rows = []
+    for t in TIMESTEPS:
+      ts = jnp.full((len(actor),), t, jnp.int32)
+      x_t = diffusion.q_sample(schedule, reactor, ts,
+                               jax.random.normal(jax.random.PRNGKey(t), reactor.shape))
+      x0 = predict(x_t, ts)
+      rms = lambda a, b: float(jnp.sqrt(jnp.mean(jnp.square(a - b))))
+      rows.append({
+          't': t,
+          'rotation_rms': rms(x0[:, :, :tr], reactor[:, :, :tr]),
+          'translation_rms_m': rms(x0[:, :, tr, :3], reactor[:, :, tr, :3]),
+          'noise_translation_rms_m': rms(x_t[:, :, tr, :3], reactor[:, :, tr, :3]),
+          'jitter_m_per_s': jitter(x0[:, :, tr, :3], config.data.fps)
+      })
+    results[run] = {
+        'checkpoint_step': step,
+        'prediction': config.model.prediction,
+        'real_jitter_m_per_s': jitter(reactor[:, :, tr, :3], config.data.fps),
+        'by_timestep': rows
+    }
+  emit({'benchmark': 'denoiser_error', 'windows': args.windows, 'runs': results})
+
+
+if __name__ == '__main__':
+  main()
