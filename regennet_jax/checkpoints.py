@@ -22,6 +22,10 @@ RUN_DEFINING = {'model': None, 'diffusion': None, 'data': ('num_frames',)}
 # Model fields that change how the network computes, not its parameters: a run may resume with
 # other values (e.g. continue a float32 run with bfloat16 matmuls).
 ARITHMETIC_ONLY_MODEL_KEYS = ('dtype', 'matmul_dtype')
+# Training fields that decide what a checkpoint holds (an EMA copy, a clipping state): sampling,
+# streaming and evaluation take them from the run, so its checkpoints restore whatever flags the
+# command line had. Training may change them between resumes only where the structure allows.
+STATE_SHAPING = {'train': ('ema_decay', 'grad_clip')}
 
 # ----------------------------------------------------------------------------- config.json
 
@@ -38,8 +42,8 @@ def read_run_config(workdir):
     raise errors.DataError(f'{path}: not readable JSON ({e}); restore it or use a new --workdir.')
 
 
-def _run_defining_items(config_dict):
-  for section, keys in RUN_DEFINING.items():
+def _run_defining_items(config_dict, sections=None):
+  for section, keys in (sections or RUN_DEFINING).items():
     values = config_dict.get(section, {})
     for key in (keys or values.keys()):
       if section == 'model' and key in ARITHMETIC_ONLY_MODEL_KEYS:
@@ -72,7 +76,7 @@ def adopt_run_config(workdir, config, overridden=()):
   previous = read_run_config(workdir)
   if previous is None:
     return config
-  for section, key, value in _run_defining_items(previous):
+  for section, key, value in _run_defining_items(previous, {**RUN_DEFINING, **STATE_SHAPING}):
     if key not in config[section]:
       continue
     current = config[section][key]

@@ -175,7 +175,8 @@ def _write_report(workdir, config, result):
       'path, the wave is answered, the approached body backs away); latency: how long after the '
       'actor starts moving the reactor does (> 0: it reacts, never anticipates); penetration: '
       'share of frames and mean volume where the bodies overlap by more than 1 cm; foot skate: '
-      'share of frames where a planted foot slides.', '',
+      'share of frames where a planted foot slides; jitter: speed of the pelvis motion that a '
+      '5-frame moving average removes (frame-to-frame shaking).', '',
       interaction.markdown_table(result['per_class']), recognizer, '## Generated vs real', '',
       'Blue actor, red generated reactor, grey real reactor; a gold dot marks hands touching.', '',
       f"![contact sheet](samples/{os.path.basename(result['contact_sheet'])})", '',

@@ -131,6 +131,21 @@ def test_foot_skating_counts_sliding_planted_feet_only():
   assert not interaction.foot_skating(slow, FPS).any()
 
 
+def test_jitter_is_shaking_not_steady_motion():
+  frames = 12
+  still = _still(frames)
+  walking = still + np.arange(frames)[:, None, None] * [1.2 / FPS, 0, 0]  # a steady 1.2 m/s
+  speeding_up = still + (np.arange(frames)**2)[:, None, None] * [0.5 / FPS**2, 0, 0]
+  for steady in (still, walking, speeding_up):
+    assert interaction.jitter(steady, FPS) < 1e-9
+  shaking = still + ((-1.0)**np.arange(frames))[:, None, None] * [0.01, 0, 0]  # 1 cm each side
+  # Velocity 0.02 m x 30 fps alternating in sign: a 5-frame average keeps 1/5 of it, 4/5 remain.
+  np.testing.assert_allclose(interaction.jitter(shaking, FPS), 0.6 * 4 / 5)
+  assert interaction.jitter(still[:5], FPS) is None
+  row = interaction.per_class(still[None], shaking[None], [0], ['handshake'], FPS)['handshake']
+  np.testing.assert_allclose(row['jitter_m_s'], 0.48)
+
+
 def test_every_synthetic_event_is_recognised_in_the_real_data():
   src = synthetic.generate_split(5, 64, min_frames=50, max_frames=60)
   batch = pipeline.stack_windows(src, range(len(src)), pipeline.Windowing(48, 'start'),

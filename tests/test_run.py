@@ -114,6 +114,22 @@ def test_bad_input_gets_one_clear_line(tmp_path):
   assert 'SMPLX.npz: SMPL-X model file not found' in proc.stderr
 
 
+def test_sampling_a_run_trained_with_ema_and_clipping_needs_no_training_flags(tmp_path):
+  workdir = tmp_path / 'ema'
+  trained = {'train.num_steps': 2, 'train.ema_decay': 0.9, 'train.grad_clip': 1.0}
+  proc = _run([f'--workdir={workdir}'] + cli_overrides(**trained))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # The checkpoint holds an EMA copy and a clipping state: the run's config says so, not the flags.
+  proc = _run([f'--workdir={workdir}', '--mode=sample', '--config.sample.num_samples=2'] +
+              cli_overrides())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _last_json(proc.stdout)['checkpoint_step'] == 2
+  proc = _run([f'--workdir={workdir}', '--mode=sample', '--config.train.ema_decay=0'] +
+              cli_overrides())
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert '--config.train.ema_decay=0' in proc.stderr and 'contradicts the run' in proc.stderr
+
+
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])  # preemption, Ctrl-C
 def test_interrupt_saves_and_the_next_run_resumes(tmp_path, sig):
   workdir = tmp_path / 'run'

@@ -4,8 +4,8 @@ For each sequence: did the physical event of its class happen (hands meet, arms 
 other body, the pushed body moves back, the punched body leaves the fist's path, the wave is
 answered, the approached body backs away), how long after the actor started moving did the reactor
 start (the reaction latency: > 0 for a causal reaction), do the two bodies pass through each other
-(penetration frequency, depth and volume, as ARFlow reports) and do the reactor's feet slide while
-planted (foot skating). The same functions score real and generated reactors of the same actors,
+(penetration frequency, depth and volume, as ARFlow reports), do the reactor's feet slide while
+planted (foot skating) and does its body shake (jitter). The same functions score real and generated reactors of the same actors,
 so real pairs give the reference values.
 
 Inputs are world joints [T, 55, 3] (SMPL-X order, y up, metres; `render.world_joints` of a motion)
@@ -28,6 +28,7 @@ DODGE_M = 0.15  # the reactor's head leaves its starting line this far sideways
 WAVE_MIN_SECONDS = 0.25  # a hand held above the head this long answers a wave
 FLOOR_CONTACT_M = 0.05  # a foot this close to the person's lowest foot height is planted
 FOOT_SKATE_SPEED = 0.5  # m/s of horizontal sliding while planted (2.5 cm at 20 fps)
+JITTER_WINDOW = 5  # frames of the moving average whose residual counts as jitter
 PENETRATION_TOLERANCE_M = 0.01  # overlaps shallower than this are not counted as penetration
 
 BODY_JOINTS = tuple(range(22))
@@ -268,6 +269,21 @@ def foot_skating(joints, fps):
   return np.any(planted & (speed > FOOT_SKATE_SPEED), axis=-1)
 
 
+def jitter(joints, fps):
+  """Mean speed (m/s) of the pelvis motion that a JITTER_WINDOW-frame moving average of its
+  velocity removes: frame-to-frame shaking, ~0.01 for captured or smooth motion, while a body
+  jumping 1 cm back and forth every frame at 30 fps scores 0.48. None below JITTER_WINDOW + 1
+  frames."""
+  velocity = np.diff(joints[:, 0], axis=0) * fps  # [T - 1, 3]
+  if len(velocity) < JITTER_WINDOW:
+    return None
+  kernel = np.ones(JITTER_WINDOW) / JITTER_WINDOW
+  smooth = np.stack([np.convolve(velocity[:, k], kernel, 'valid') for k in range(3)], axis=-1)
+  half = JITTER_WINDOW // 2
+  centre = velocity[half:half + len(smooth)]
+  return float(np.linalg.norm(centre - smooth, axis=-1).mean())
+
+
 # ----------------------------------------------------------------------------- per class
 
 
@@ -284,11 +300,12 @@ def sequence_metrics(actor, reactor, kind, fps):
   out['penetration_depth_cm'] = float(np.mean(depth) * 100)
   out['penetration_volume_cm3'] = float(np.mean(volume) * 1e6)
   out['foot_skate_ratio'] = float(np.mean(foot_skating(reactor, fps))) if len(reactor) > 1 else 0.0
+  out['jitter_m_s'] = jitter(reactor, fps)
   return out
 
 
 SUMMARY_FIELDS = ('success_rate', 'latency_ms', 'penetration_frequency', 'penetration_depth_cm',
-                  'penetration_volume_cm3', 'foot_skate_ratio')
+                  'penetration_volume_cm3', 'foot_skate_ratio', 'jitter_m_s')
 
 
 def _mean(values):
@@ -306,7 +323,8 @@ def per_class(actor, reactor, labels, class_names, fps, lengths=None):
   Returns:
     {class name: {event, count, success_rate (None for classes without a known event),
      latency_ms (mean over sequences where both people start moving), penetration_frequency,
-     penetration_depth_cm, penetration_volume_cm3, foot_skate_ratio}} for classes present, plus
+     penetration_depth_cm, penetration_volume_cm3, foot_skate_ratio, jitter_m_s}} for classes
+     present, plus
      'all' over every pair.
   """
   frames = actor.shape[1]
@@ -350,13 +368,14 @@ def markdown_table(table):
   fmt = lambda v, spec: '–' if v is None else format(v, spec)
   lines = [
       '| class | event | n | success real / gen | latency ms real / gen | '
-      'penetration freq real / gen | penetration cm³ real / gen | foot skate real / gen |',
-      '|---|---|---|---|---|---|---|---|'
+      'penetration freq real / gen | penetration cm³ real / gen | foot skate real / gen | '
+      'jitter m/s real / gen |', '|---|---|---|---|---|---|---|---|---|'
   ]
   for name, rows in table.items():
     r, g = rows['real'], rows['generated']
     pair = lambda field, spec: f"{fmt(r[field], spec)} / {fmt(g[field], spec)}"
     lines.append(f"| {name} | {r['event'] or '–'} | {r['count']} | {pair('success_rate', '.2f')} | "
                  f"{pair('latency_ms', '.0f')} | {pair('penetration_frequency', '.2f')} | "
-                 f"{pair('penetration_volume_cm3', '.0f')} | {pair('foot_skate_ratio', '.2f')} |")
+                 f"{pair('penetration_volume_cm3', '.0f')} | {pair('foot_skate_ratio', '.2f')} | "
+                 f"{pair('jitter_m_s', '.2f')} |")
   return '\n'.join(lines) + '\n'

@@ -104,7 +104,7 @@ def summary_scalars(table):
     out['success_ratio_min'] = float(min(ratios))  # the worst class, generated / real
     out['success_ratio_mean'] = float(np.mean(ratios))
   both = table['all']
-  for field in ('latency_ms', 'penetration_frequency', 'foot_skate_ratio'):
+  for field in ('latency_ms', 'penetration_frequency', 'foot_skate_ratio', 'jitter_m_s'):
     if both['generated'][field] is not None:
       out[field] = both['generated'][field]
   return out
