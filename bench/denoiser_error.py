@@ -4,8 +4,8 @@
 
 For each run and timestep t: noise the real reactor to x_t, predict x0, and report the RMS error of
 the rotations and of the translation against the real x0, the noise's own RMS error (what simply
-returning x_t would score), and the frame-to-frame jitter of the predicted translation (m/s left
-after a 5-frame moving average; the real reactors have ~0.01). A well-trained denoiser's error
+returning x_t would score), and the frame-to-frame jitter of the predicted translation (the
+interaction metric's: m/s left after a 5-frame moving average; the real reactors have ~0.01). A well-trained denoiser's error
 falls towards 0 as t does; a flat curve means the network ignores x_t and final samples keep the
 high-noise error (README, "Training recipe").
 """
@@ -25,16 +25,19 @@ from regennet_jax import factory
 from regennet_jax import pair_frame
 from regennet_jax.body import skeleton
 from regennet_jax.data import sources
+from regennet_jax.evaluation import interaction
 from regennet_jax.evaluation import monitor
 
 TIMESTEPS = (0, 5, 20, 50, 100, 200, 400, 600, 800, 999)
 
 
 def jitter(translation, fps):
-  """[B, T, 3] -> mean speed (m/s) of what a 5-frame moving average removes."""
-  v = np.diff(np.asarray(translation), axis=1) * fps
-  smooth = np.apply_along_axis(lambda a: np.convolve(a, np.ones(5) / 5, 'same'), 1, v)
-  return float(np.linalg.norm(v - smooth, axis=-1)[:, 3:-3].mean())
+  """[B, T, 3] -> the mean over windows of interaction.path_jitter (m/s)."""
+  return float(np.mean([interaction.path_jitter(p, fps) for p in np.asarray(translation)]))
+
+
+def rms(a, b):
+  return float(jnp.sqrt(jnp.mean(jnp.square(a - b))))
 
 
 def main():
@@ -64,7 +67,6 @@ def main():
       x_t = diffusion.q_sample(schedule, reactor, ts,
                                jax.random.normal(jax.random.PRNGKey(t), reactor.shape))
       x0 = predict(x_t, ts)
-      rms = lambda a, b: float(jnp.sqrt(jnp.mean(jnp.square(a - b))))
       rows.append({
           't': t,
           'rotation_rms': rms(x0[:, :, :tr], reactor[:, :, :tr]),

@@ -39,11 +39,9 @@ VARIANTS = {
     'preconditioned': [
         '--config.model.prediction=preconditioned', '--config.model.sigma_data=0.07'
     ],
-    'preconditioned_world_velocity': [
-        '--config.model.prediction=preconditioned', '--config.model.sigma_data=0.07',
-        '--config.losses.world_vel=1'
-    ],
 }
+VARIANTS['preconditioned_world_velocity'] = (VARIANTS['preconditioned'] +
+                                             VARIANTS['world_velocity'])
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')
 
 

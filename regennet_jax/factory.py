@@ -44,9 +44,7 @@ def make_model(config, num_actions, for_sampling=False):
   rest = tuple(map(tuple, make_rest_joints(config).tolist())) if m.actor_positions else None
   alphas_cumprod = None
   if m.prediction == 'preconditioned':  # abar at the original timesteps the network sees
-    d = config.diffusion
-    alphas_cumprod = tuple(
-        np.cumprod(1.0 - diffusion.betas_for(d.noise_schedule, d.num_timesteps)).tolist())
+    alphas_cumprod = tuple(np.asarray(make_schedule(config).alphas_cumprod).tolist())
   return Denoiser(arch=m.arch,
                   num_layers=m.num_layers,
                   latent_dim=m.latent_dim,

@@ -269,12 +269,12 @@ def foot_skating(joints, fps):
   return np.any(planted & (speed > FOOT_SKATE_SPEED), axis=-1)
 
 
-def jitter(joints, fps):
-  """Mean speed (m/s) of the pelvis motion that a JITTER_WINDOW-frame moving average of its
-  velocity removes: frame-to-frame shaking, ~0.01 for captured or smooth motion, while a body
+def path_jitter(points, fps):
+  """Mean speed (m/s) of a point's motion [T, 3] that a JITTER_WINDOW-frame moving average of its
+  velocity removes: frame-to-frame shaking, ~0.01 for captured or smooth motion, while a point
   jumping 1 cm back and forth every frame at 30 fps scores 0.48. None below JITTER_WINDOW + 1
   frames."""
-  velocity = np.diff(joints[:, 0], axis=0) * fps  # [T - 1, 3]
+  velocity = np.diff(points, axis=0) * fps  # [T - 1, 3]
   if len(velocity) < JITTER_WINDOW:
     return None
   kernel = np.ones(JITTER_WINDOW) / JITTER_WINDOW
@@ -282,6 +282,11 @@ def jitter(joints, fps):
   half = JITTER_WINDOW // 2
   centre = velocity[half:half + len(smooth)]
   return float(np.linalg.norm(centre - smooth, axis=-1).mean())
+
+
+def jitter(joints, fps):
+  """path_jitter of the pelvis of world joints [T, 55, 3]: how much the body shakes."""
+  return path_jitter(joints[:, 0], fps)
 
 
 # ----------------------------------------------------------------------------- per class
