@@ -34,6 +34,9 @@ VARIANTS = {
     'offline': ['--config.model.arch=offline'],
     # The reactor's joint velocities as a loss term (losses.world_vel), against jitter.
     'world_velocity': ['--config.losses.world_vel=1'],
+    'world_velocity_10': ['--config.losses.world_vel=10'],
+    # The learning rate decayed along a half cosine to train.final_lr_fraction by the last step.
+    'cosine_decay': ['--config.train.lr_schedule=cosine'],
     # x0 mixed from x_t and the network's output by noise level (model.prediction), with the
     # synthetic reactors' spread per feature.
     'preconditioned': [

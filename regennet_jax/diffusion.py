@@ -36,10 +36,20 @@ def space_timesteps(num_timesteps, respacing):
 
   '' keeps all; 'ddimN' takes the first integer stride k with len(range(0, T, k)) == N
   (ddim5 -> 0, 200, 400, 600, 800); '10' or '10,15,20' split [0, T) into equal sections and take
-  evenly spaced steps (rounded) from each.
+  evenly spaced steps (rounded) from each. 'trailingN' (not in guided-diffusion) keeps N evenly
+  spaced steps that END at T - 1 (trailing5 -> 199, 399, 599, 799, 999; trailing1 -> 999): the
+  chain starts from the noise level the network was trained on for pure noise, and one step is
+  possible (Lin et al., 2024, "Common diffusion noise schedules and sample steps are flawed").
   """
   if not respacing:
     return list(range(num_timesteps))
+  if respacing.startswith('trailing') and respacing[len('trailing'):].isdigit():
+    desired = int(respacing[len('trailing'):])
+    if not 1 <= desired <= num_timesteps:
+      raise errors.ConfigError(f'timestep respacing {respacing!r}: expected 1 to {num_timesteps} '
+                               'steps')
+    return sorted(
+        {int(round(num_timesteps - k * num_timesteps / desired)) - 1 for k in range(desired)})
   if respacing.startswith('ddim'):
     desired = int(respacing[len('ddim'):])
     for stride in range(1, num_timesteps):
@@ -51,7 +61,7 @@ def space_timesteps(num_timesteps, respacing):
     counts = [int(c) for c in respacing.split(',')]
   except ValueError:
     raise errors.ConfigError(
-        f"timestep respacing {respacing!r}: expected '', 'ddimN' or comma-separated "
+        f"timestep respacing {respacing!r}: expected '', 'ddimN', 'trailingN' or comma-separated "
         'step counts like "10" or "10,20,30"') from None
   size_per, extra = divmod(num_timesteps, len(counts))
   start, steps = 0, []

@@ -34,7 +34,11 @@ def test_respacing():
   assert len(ten) == 10 and ten[0] == 0 and ten[-1] == 999
   assert len(diffusion.space_timesteps(1000, '10,20')) == 30
   assert diffusion.space_timesteps(1000, '') == list(range(1000))
-  for bad in ('ddim999', 'fast', '2000'):
+  assert diffusion.space_timesteps(1000, 'trailing5') == [199, 399, 599, 799, 999]
+  assert diffusion.space_timesteps(1000, 'trailing1') == [999]
+  assert diffusion.space_timesteps(1000, 'trailing3') == [332, 666, 999]
+  assert diffusion.space_timesteps(1000, 'trailing1000') == list(range(1000))
+  for bad in ('ddim999', 'fast', '2000', 'trailing0', 'trailing1001', 'trailing'):
     with pytest.raises(ValueError, match='respacing'):
       diffusion.space_timesteps(1000, bad)
   full = diffusion.make_schedule('cosine', 1000)
@@ -89,7 +93,7 @@ def test_ddim_eta_one_matches_posterior_variance():
 
 
 @pytest.mark.parametrize('method', ['ddpm', 'ddim'])
-@pytest.mark.parametrize('respacing', ['ddim5', '50'])
+@pytest.mark.parametrize('respacing', ['ddim5', '50', 'trailing1', 'trailing3'])
 def test_sampling_with_oracle_denoiser_returns_x0(method, respacing):
   sched = diffusion.make_schedule('cosine', 1000, respacing)
   x0 = jax.random.normal(jax.random.PRNGKey(4), (2, 6, 56, 6))
