@@ -37,6 +37,8 @@ VARIANTS = {
     'world_velocity_10': ['--config.losses.world_vel=10'],
     # The learning rate decayed along a half cosine to train.final_lr_fraction by the last step.
     'cosine_decay': ['--config.train.lr_schedule=cosine'],
+    # No sinusoidal frame-position encoding: the causal decoder tells frames apart by its mask.
+    'no_position_encoding': ['--config.model.use_pos_emb=False'],
     # x0 mixed from x_t and the network's output by noise level (model.prediction), with the
     # synthetic reactors' spread per feature.
     'preconditioned': [

@@ -36,6 +36,8 @@ def get_config():
   c.model.num_heads = 4
   c.model.dropout = 0.1
   c.model.fusion = 'concat'  # or 'add' (ablation)
+  # The sinusoidal frame-position encoding added to every token (the paper's).
+  c.model.use_pos_emb = True
   # 'x0': the network outputs x0 (the paper's); 'preconditioned': x0 mixes x_t and the network's
   # output by the noise level against sigma_data, the data's spread per feature (model.py).
   c.model.prediction = 'x0'

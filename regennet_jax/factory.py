@@ -52,6 +52,7 @@ def make_model(config, num_actions, for_sampling=False):
                   num_heads=m.num_heads,
                   dropout=m.dropout,
                   fusion=m.fusion,
+                  use_pos_emb=m.use_pos_emb,
                   cond_mode=m.cond_mode,
                   num_actions=max(1, num_actions),
                   cond_mask_prob=m.cond_mask_prob,

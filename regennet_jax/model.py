@@ -347,6 +347,10 @@ class Denoiser(nn.Module):
     fusion: how reactor and actor tokens combine: 'concat' (Dense over [x; actor]) or 'add'.
     cond_mode: 'no_cond' (unconstrained: actor only) or 'action' (plus an action label).
     cond_mask_prob: in training, probability of dropping a sample's action label (for CFG).
+    use_pos_emb: add the sinusoidal frame-position table to every token (the paper's). The causal
+      decoder can do without: its mask already tells frame f from frame f + 1, while the table's
+      fast sinusoids (periods of a few frames) leak into the output as a shake that every sample
+      shares (README, "Training recipe").
     decode: streaming, one frame per call at `positions`, past self-attention keys and values in
       the 'cache' collection (online only; initialise with the longest sequence to stream).
     matmul_dtype: 'bfloat16': the Transformer layers' matrix multiplies take bfloat16 operands and
@@ -401,6 +405,9 @@ class Denoiser(nn.Module):
     if self.prediction == 'preconditioned' and self.alphas_cumprod is None:
       raise errors.ConfigError(
           "model.prediction='preconditioned' needs the noise schedule (alphas_cumprod)")
+    if not self.use_pos_emb and self.arch != 'online':
+      raise errors.ConfigError('model.use_pos_emb=False needs the causal online arch: without a '
+                               'position encoding the offline encoder cannot tell frame order')
     if self.decode and self.arch != 'online':
       raise errors.ConfigError('frame-by-frame decoding needs the causal online arch')
     self.condition = ConditionEmbedding(self.latent_dim, self.cond_mode, self.num_actions,

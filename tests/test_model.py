@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from regennet_jax import diffusion
+from regennet_jax import factory
 from regennet_jax.model import Denoiser, count_params, sinusoidal_table
 
 B, T = 2, 12
@@ -58,6 +59,29 @@ def test_online_output_ignores_future_frames_exactly(fusion, cut):
   out2 = model.apply(params, x2, t, a2)
   np.testing.assert_array_equal(np.asarray(out2)[:, :cut + 1], np.asarray(out)[:, :cut + 1])
   assert not np.allclose(np.asarray(out2)[:, cut + 1:], np.asarray(out)[:, cut + 1:])
+
+
+def test_without_position_encoding_frames_differ_only_by_what_they_see():
+  from configs import synthetic
+  config = synthetic.get_config()
+  config.model.use_pos_emb = False
+  assert factory.make_model(config, 8).use_pos_emb is False  # the config switch reaches the model
+  x, t, actor = _inputs()
+  still = lambda m: jnp.broadcast_to(m[:, :1], m.shape)  # every frame a copy of the first
+  for use_pos_emb, frames_equal in ((True, False), (False, True)):
+    model = Denoiser(arch='online', use_pos_emb=use_pos_emb, **TINY)
+    params = _init(model, x, t, actor)
+    out = np.asarray(model.apply(params, still(x), t, still(actor)))
+    # Causal attention over identical frames returns the same at every frame unless a position
+    # encoding tells them apart.
+    assert np.allclose(out, out[:, :1], atol=1e-5) == frames_equal
+    # Still causal without it.
+    x2 = x.at[:, 6:].set(0.0)
+    np.testing.assert_allclose(model.apply(params, x2, t, actor)[:, :6],
+                               model.apply(params, x, t, actor)[:, :6],
+                               atol=1e-6)
+  with pytest.raises(ValueError, match='use_pos_emb'):
+    _init(Denoiser(arch='offline', use_pos_emb=False, **TINY), x, t, actor)
 
 
 def test_offline_output_sees_future_frames():

@@ -22,9 +22,12 @@ def _setup(**model_kwargs):
   return model, params, actor, label
 
 
-@pytest.mark.parametrize('method, respacing', [('ddim', 'ddim5'), ('ddpm', 'ddim5'), ('ddim', '3')])
-def test_stream_reproduces_the_whole_sequence_sampler(method, respacing):
-  model, params, actor, label = _setup()
+@pytest.mark.parametrize('method, respacing, use_pos_emb', [('ddim', 'ddim5', True),
+                                                            ('ddpm', 'ddim5', True),
+                                                            ('ddim', '3', True),
+                                                            ('ddim', 'trailing2', False)])
+def test_stream_reproduces_the_whole_sequence_sampler(method, respacing, use_pos_emb):
+  model, params, actor, label = _setup(use_pos_emb=use_pos_emb)
   sched = diffusion.make_schedule('cosine', 1000, respacing)
   key = jax.random.PRNGKey(3)
   full = np.asarray(jax.jit(sample.make_sampler(model, sched, method))(params, actor, label, key))
