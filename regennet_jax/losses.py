@@ -93,17 +93,22 @@ def translation_loss(actor, x0, pred, mask, normalization='code'):
   return masked_l2(d_gt, d_pred, mask) * _interaction_scale(x0.shape[1], normalization)
 
 
+def frame_step_l2(target, pred, mask):
+  """masked_l2 of frame-to-frame differences [B, T, ...] -> [B] (valid frames come first, so step
+  t -> t+1 counts where frame t+1 is valid)."""
+  step = lambda m: m[:, 1:] - m[:, :-1]
+  return masked_l2(step(target), step(pred), mask[:, 1:])
+
+
 def velocity_loss(x0, pred, mask):
   """MSE of frame-to-frame differences of the 55 rotation rows (translation row excluded). [B]."""
-  vel = lambda m: m[:, 1:, :skeleton.NUM_JOINTS] - m[:, :-1, :skeleton.NUM_JOINTS]
-  return masked_l2(vel(x0), vel(pred), mask[:, 1:])
+  rows = lambda m: m[:, :, :skeleton.NUM_JOINTS]
+  return frame_step_l2(rows(x0), rows(pred), mask)
 
 
 def world_velocity_loss(gt_world_joints, pred_world_joints, mask):
-  """Squared error of joint velocities (m/frame), world joints [B, T, 55, 3] -> [B] (valid
-  frames come first, so step t -> t+1 counts where frame t+1 is valid)."""
-  vel = lambda j: j[:, 1:] - j[:, :-1]
-  return masked_l2(vel(gt_world_joints), vel(pred_world_joints), mask[:, 1:])
+  """Squared error of joint velocities (m/frame), world joints [B, T, 55, 3] -> [B]."""
+  return frame_step_l2(gt_world_joints, pred_world_joints, mask)
 
 
 def foot_contact_loss(gt_world_joints, pred_world_joints, mask, threshold):

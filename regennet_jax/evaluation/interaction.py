@@ -5,8 +5,8 @@ other body, the pushed body moves back, the punched body leaves the fist's path,
 answered, the approached body backs away), how long after the actor started moving did the reactor
 start (the reaction latency: > 0 for a causal reaction), do the two bodies pass through each other
 (penetration frequency, depth and volume, as ARFlow reports), do the reactor's feet slide while
-planted (foot skating) and does its body shake (jitter). The same functions score real and generated reactors of the same actors,
-so real pairs give the reference values.
+planted (foot skating) and does its body shake (jitter). The same functions score real and
+generated reactors of the same actors, so real pairs give the reference values.
 
 Inputs are world joints [T, 55, 3] (SMPL-X order, y up, metres; `render.world_joints` of a motion)
 of one actor and one reactor, over the valid frames of a window. Every threshold is a named
@@ -329,8 +329,7 @@ def per_class(actor, reactor, labels, class_names, fps, lengths=None):
     {class name: {event, count, success_rate (None for classes without a known event),
      latency_ms (mean over sequences where both people start moving), penetration_frequency,
      penetration_depth_cm, penetration_volume_cm3, foot_skate_ratio, jitter_m_s}} for classes
-     present, plus
-     'all' over every pair.
+     present, plus 'all' over every pair.
   """
   frames = actor.shape[1]
   lengths = np.full(len(actor), frames) if lengths is None else np.asarray(lengths)
