@@ -4,6 +4,7 @@
   python run.py --config=configs/chi3d.py          # the paper's Chi3D-AS settings
   python run.py --config.train.num_steps=100       # override any config field
   python run.py --mode=sample --workdir=runs/x     # sample reactions from a trained run
+  python run.py --config.distill.teacher=runs/x --workdir=runs/x_1step  # one-step student of it
 
 Everything a run produces lives in --workdir (default runs/<config name>): config.json,
 checkpoints/, metrics.jsonl, tensorboard/, samples/, report.md.
@@ -148,11 +149,15 @@ def run(mode, config, workdir, overridden=()):
   import jax  # imported here so that --help is instant
   from regennet_jax import checkpoints
   from regennet_jax import config_check
+  from regennet_jax import distill
   from regennet_jax import modes
   from regennet_jax import train
   from regennet_jax.data import sources
   if mode != 'train':  # the model the run was trained with, not the config file's
     checkpoints.adopt_run_config(workdir, config, overridden)
+  elif distill.is_student(config):  # a one-step student is its teacher's network
+    distill.adopt_teacher_model(config, workdir, overridden)
+  distill.student_sampling(config, overridden)
   config_check.validate(config)
   checkpoints.check_writable(workdir)  # now, not after the long work
   if _DISTRIBUTED.value or _COORDINATOR.value:

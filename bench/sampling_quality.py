@@ -27,9 +27,12 @@ import numpy as np
 
 from configs import synthetic as synthetic_config
 from regennet_jax import checkpoints
+from regennet_jax import distill
 from regennet_jax import factory
 from regennet_jax.data import sources
 from regennet_jax.evaluation import monitor
+
+METRICS = ('fid', 'accuracy', 'success_ratio_mean', 'success_ratio_min', 'jitter_m_s')
 
 
 def main():
@@ -41,49 +44,29 @@ def main():
                       'ddim:trailing1,ddim:trailing2')
   parser.add_argument('--dtypes', default='float32,bfloat16')
   parser.add_argument('--samples', type=int, default=128, help='test actors scored per run')
+  parser.add_argument('--students',
+                      default='',
+                      help='comma-separated one-step students of the runs (config.distill), one '
+                      "per run in --runs' order: scored with their one-pass sampling")
   parser.add_argument('--recognizer_dir',
                       default='',
                       help="the runs' recognizer (default: each run's own)")
   args = parser.parse_args()
   runs = args.runs.split(',')
+  students = args.students.split(',') if args.students else []
+  if students and len(students) != len(runs):
+    parser.error(f'--students names {len(students)} runs, --runs {len(runs)}: give one per run')
   rows = {}
-  for run in runs:
-    config = synthetic_config.get_config()
-    checkpoints.adopt_run_config(run, config)
-    config.eval.recognizer_dir = args.recognizer_dir
-    _, test, names = sources.load_splits(config.data)
-    params, _ = factory.load_sampling_params(config, run, len(names))
+  for index, run in enumerate(runs):
     for dtype in args.dtypes.split(','):
-      config.sample.matmul_dtype = dtype
       for setting in args.settings.split(','):
         method, steps = setting.split(':')
-        m = monitor.QualityMonitor(
-            config,
-            run,
-            test,
-            names,
-            count=args.samples,
-            respacing=steps if steps.startswith('trailing') else f'ddim{steps}',
-            method=method)
-        m.generate(params)  # compile
-        start = time.perf_counter()
-        jax.block_until_ready(m.generate(params, seed=1))
-        seconds = time.perf_counter() - start
-        scalars, _, _ = m(params, seed=2)
-        row = rows.setdefault(
-            f'{setting}/{dtype}', {
-                'fid': [],
-                'accuracy': [],
-                'success_ratio_min': [],
-                'success_ratio_mean': [],
-                'jitter_m_s': [],
-                'per_sec': []
-            })
-        row['fid'].append(scalars.get('fid', float('nan')))
-        row['accuracy'].append(scalars.get('accuracy', float('nan')))
-        for name in ('success_ratio_min', 'success_ratio_mean', 'jitter_m_s'):
-          row[name].append(scalars.get(name, float('nan')))
-        row['per_sec'].append(len(m.batch['actor']) / seconds)
+        respacing = steps if steps.startswith('trailing') else f'ddim{steps}'
+        _score(rows, f'{setting}/{dtype}', run, dtype, respacing, method, args)
+      if students:  # the student's own one-pass sampling (distill.STUDENT_SAMPLING)
+        sampling = distill.STUDENT_SAMPLING
+        _score(rows, f'student:1/{dtype}', students[index], dtype, sampling['sample.respacing'],
+               sampling['sample.method'], args)
   summary = {name: {k: interval(v) for k, v in row.items()} for name, row in rows.items()}
   reference_name = 'ddpm:5/float32' if 'ddpm:5/float32' in summary else next(iter(summary))
   upper = lambda metric: sum(v for v in summary[reference_name][metric] if np.isfinite(v))
@@ -100,18 +83,20 @@ def main():
       '| sampler | matmuls | test FID | accuracy | success ratio, mean over classes | worst class '
       '| jitter m/s | reactions/s |', '|---|---|---|---|---|---|---|---|'
   ]
-  metrics = ('fid', 'accuracy', 'success_ratio_mean', 'success_ratio_min', 'jitter_m_s')
   for name, s in summary.items():
     setting, dtype = name.split('/')
     method, steps = setting.split(':')
-    cells = [f'{s[k][0]:.3g} ± {s[k][1]:.2g}' for k in metrics]
+    cells = [f'{s[k][0]:.3g} ± {s[k][1]:.2g}' for k in METRICS]
     count = steps[len('trailing'):] if steps.startswith('trailing') else steps
-    label = f'{count} step{"s" if count != "1" else ""}' + (' (trailing)' if count != steps else '')
-    lines.append(f'| {method.upper()} {label} | {dtype} | ' + ' | '.join(cells) +
-                 f" | {s['per_sec'][0]:.0f} |")
+    label = f'{method.upper()} {count} step{"s" if count != "1" else ""}' + (' (trailing)' if count
+                                                                             != steps else '')
+    if method == 'student':
+      label = 'one-step student (config.distill)'
+    lines.append(f'| {label} | {dtype} | ' + ' | '.join(cells) + f" | {s['per_sec'][0]:.0f} |")
   emit({
       'benchmark': 'sampling_quality',
       'runs': runs,
+      'students': students,
       'samples': args.samples,
       'summary': summary,
       'reference': reference_name,
@@ -120,6 +105,38 @@ def main():
       'fastest_within_interval': fastest,
       'table': '\n'.join(lines)
   })
+
+
+_PARAMS = {}  # run -> its sampling weights, loaded once
+
+
+def _score(rows, name, run, dtype, respacing, method, args):
+  """Appends the scores of `run` sampled with (respacing, method) in `dtype` matmuls to rows[name]."""
+  config = synthetic_config.get_config()
+  checkpoints.adopt_run_config(run, config)
+  distill.student_sampling(config)
+  config.eval.recognizer_dir = args.recognizer_dir
+  config.sample.matmul_dtype = dtype
+  _, test, names = sources.load_splits(config.data)
+  if run not in _PARAMS:
+    _PARAMS[run] = factory.load_sampling_params(config, run, len(names))[0]
+  params = _PARAMS[run]
+  m = monitor.QualityMonitor(config,
+                             run,
+                             test,
+                             names,
+                             count=args.samples,
+                             respacing=respacing,
+                             method=method)
+  m.generate(params)  # compile
+  start = time.perf_counter()
+  jax.block_until_ready(m.generate(params, seed=1))
+  seconds = time.perf_counter() - start
+  scalars, _, _ = m(params, seed=2)
+  row = rows.setdefault(name, {k: [] for k in METRICS + ('per_sec',)})
+  for k in METRICS:
+    row[k].append(scalars.get(k, float('nan')))
+  row['per_sec'].append(len(m.batch['actor']) / seconds)
 
 
 if __name__ == '__main__':

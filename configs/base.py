@@ -139,6 +139,14 @@ def get_config():
   c.eval.kid_subsets = 100
   c.eval.kid_subset_size = 1000
 
+  # A one-step student (regennet_jax/distill.py): trained to reproduce in ONE denoiser pass what a
+  # trained run's deterministic DDIM chain makes from the same noise. It starts from that run's
+  # weights and samples with respacing 'trailing1', DDIM and no guidance (set for it).
+  c.distill = ml_collections.ConfigDict()
+  c.distill.teacher = ''  # the teacher's run directory (its --workdir); '' trains a diffusion model
+  c.distill.teacher_respacing = 'ddim5'  # the teacher's chain (DDIM, eta 0)
+  c.distill.guidance_scale = 2.5  # the teacher's classifier-free guidance, if its model has one
+
   c.stream = ml_collections.ConfigDict()
   c.stream.batch_size = 1  # simultaneous streams in --mode=stream
   c.stream.max_frames = 300  # KV-cache length: the longest stream

@@ -26,6 +26,8 @@ ARITHMETIC_ONLY_MODEL_KEYS = ('dtype', 'matmul_dtype')
 # streaming and evaluation take them from the run, so its checkpoints restore whatever flags the
 # command line had. Training may change them between resumes only where the structure allows.
 STATE_SHAPING = {'train': ('ema_decay', 'grad_clip')}
+# A one-step student (distill.py) samples differently from a diffusion run: every mode must know.
+SAMPLING_DEFINING = {'distill': ('teacher',)}
 
 # ----------------------------------------------------------------------------- config.json
 
@@ -58,7 +60,7 @@ def save_run_config(workdir, config):
   current = json.loads(config.to_json_best_effort())
   previous = read_run_config(workdir)
   if previous is not None:
-    for section, key, value in _run_defining_items(previous):
+    for section, key, value in _run_defining_items(previous, {**RUN_DEFINING, **SAMPLING_DEFINING}):
       if current.get(section, {}).get(key, value) != value:
         raise errors.RunError(
             f'{workdir} holds a run with {section}.{key}={value!r}, but this config has '
@@ -69,14 +71,16 @@ def save_run_config(workdir, config):
   os.replace(path + '.tmp', path)
 
 
-def adopt_run_config(workdir, config, overridden=()):
+def adopt_run_config(workdir, config, overridden=(), sections=None):
   """Takes the run-defining settings of the run in `workdir` into `config` (sampling, streaming
   and evaluation use the model that was trained). `overridden` names fields ('model.latent_dim')
-  the user set explicitly: if one contradicts the run, that is an error naming it."""
+  the user set explicitly: if one contradicts the run, that is an error naming it. sections:
+  {section: fields or None} to take (default: the run-defining, state- and sampling-defining ones)."""
   previous = read_run_config(workdir)
   if previous is None:
     return config
-  for section, key, value in _run_defining_items(previous, {**RUN_DEFINING, **STATE_SHAPING}):
+  sections = sections or {**RUN_DEFINING, **STATE_SHAPING, **SAMPLING_DEFINING}
+  for section, key, value in _run_defining_items(previous, sections):
     if key not in config[section]:
       continue
     current = config[section][key]

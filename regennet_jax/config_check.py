@@ -96,6 +96,7 @@ RANGES = {
     'eval.multimodality_pairs': AT_LEAST_ONE,
     'eval.kid_subsets': AT_LEAST_ONE,
     'eval.kid_subset_size': AT_LEAST_ONE,
+    'distill.guidance_scale': NON_NEGATIVE,
     'stream.batch_size': AT_LEAST_ONE,
     'stream.max_frames': AT_LEAST_ONE,
 }
@@ -154,7 +155,8 @@ def _check_cross_field_rules(config):
     raise errors.ConfigError(
         f"config.model.cond_mask_prob={m.cond_mask_prob} drops action labels, but "
         f"config.model.cond_mode={m.cond_mode!r} has none; use cond_mode='action' or 0.")
-  for name in ('sample.respacing', 'eval.respacing', 'diffusion.train_respacing'):
+  for name in ('sample.respacing', 'eval.respacing', 'diffusion.train_respacing',
+               'distill.teacher_respacing'):
     try:
       diffusion.space_timesteps(config.diffusion.num_timesteps, _get(config, name))
     except errors.ConfigError as e:

@@ -6,6 +6,7 @@ so a setting means the same thing everywhere.
 """
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -15,6 +16,7 @@ import optax
 
 from regennet_jax import checkpoints
 from regennet_jax import diffusion
+from regennet_jax import distill
 from regennet_jax import errors
 from regennet_jax import losses
 from regennet_jax import sample
@@ -134,20 +136,26 @@ def dummy_batch(config, batch_size):
   }
 
 
-def make_train_state(config, model, tx, mesh, key):
-  """(a freshly initialised TrainState laid out on `mesh`, its shardings)."""
+def make_train_state(config, model, tx, mesh, key, params=None):
+  """(a TrainState laid out on `mesh`, its shardings): freshly initialised, or starting from
+  `params` (a student starts from its teacher's weights)."""
   batch = dummy_batch(config, 1)
 
-  def init(key):
-    params = model.init(key, batch['reactor'], jnp.zeros((1,), jnp.int32), batch['actor'],
-                        batch['label'])['params']
+  def from_params(params):
     ema = params if config.train.ema_decay else {}
     return train_step_lib.TrainState(step=jnp.zeros((), jnp.int32),
                                      params=params,
                                      opt_state=tx.init(params),
                                      ema_params=ema)
 
+  def init(key):
+    return from_params(
+        model.init(key, batch['reactor'], jnp.zeros((1,), jnp.int32), batch['actor'],
+                   batch['label'])['params'])
+
   shardings = sharding.state_sharding(mesh, jax.eval_shape(init, key))
+  if params is not None:
+    return jax.jit(from_params, out_shardings=shardings)(params), shardings
   return jax.jit(init, out_shardings=shardings)(key), shardings
 
 
@@ -164,22 +172,48 @@ class Training:
 
 
 def make_training(config, num_actions, devices=None, key=None):
-  """Everything a training step needs, built from `config` on `devices` (default: all)."""
+  """Everything a training step needs, built from `config` on `devices` (default: all). With
+  distill.teacher set, a one-step student of that run (distill.py) starting from its weights."""
   model = make_model(config, num_actions)
   tx = make_optimizer(config)
   mesh = sharding.make_mesh(config.train.model_parallel, devices)
   key = jax.random.split(jax.random.PRNGKey(config.seed))[0] if key is None else key
-  state, shardings = make_train_state(config, model, tx, mesh, key)
-  step = train_step_lib.make_train_step(config, model, tx,
-                                        make_schedule(config, config.diffusion.train_respacing),
-                                        make_rest_joints(config), make_loss_weights(config),
-                                        learning_rate_schedule(config))
   replicated = sharding.replicated(mesh)
+  teacher = None
+  if distill.is_student(config):
+    teacher_config = distill.teacher_config(config)
+    teacher, _ = load_sampling_params(teacher_config, config.distill.teacher, num_actions)
+  state, shardings = make_train_state(config, model, tx, mesh, key, teacher)
+  args = (make_rest_joints(config), make_loss_weights(config), learning_rate_schedule(config))
+  in_shardings = (shardings, sharding.batch_sharding(mesh), replicated)
+  if teacher is None:
+    step = train_step_lib.make_train_step(config, model, tx,
+                                          make_schedule(config, config.diffusion.train_respacing),
+                                          *args)
+  else:
+    d = config.distill
+    chain = sample.make_sampler(make_model(teacher_config, num_actions, for_sampling=True),
+                                make_schedule(config, d.teacher_respacing),
+                                'ddim',
+                                eta=0.0,
+                                guidance_scale=d.guidance_scale,
+                                chunk_size=config.sample.chunk_size)
+    student_respacing = distill.STUDENT_SAMPLING['sample.respacing']
+    student_t = int(make_schedule(config, student_respacing).timestep_map[-1])
+    step = train_step_lib.make_distill_step(config, model, tx, chain, student_t, *args)
+    in_shardings += (shardings.params,)
   step = jax.jit(step,
-                 in_shardings=(shardings, sharding.batch_sharding(mesh), replicated),
+                 in_shardings=in_shardings,
                  out_shardings=(shardings, replicated),
                  donate_argnums=(0,))
+  if teacher is not None:
+    teacher = jax.jit(lambda p: p, out_shardings=shardings.params)(teacher)
+    step = functools.partial(_with_teacher, step, teacher)
   return Training(model, tx, mesh, state, shardings, step)
+
+
+def _with_teacher(distill_step, teacher_params, state, batch, key):
+  return distill_step(state, batch, key, teacher_params)
 
 
 def load_sampling_params(config, workdir, num_actions, warn=print):

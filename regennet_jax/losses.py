@@ -181,3 +181,25 @@ def diffusion_loss(denoise_fn, schedule, batch, key, rest_joints, weights: LossW
   terms['loss'] = per_sample
   terms['t'] = t
   return jnp.mean(per_sample), terms
+
+
+def distillation_loss(student_fn, teacher_fn, batch, key, rest_joints, weights: LossWeights):
+  """A one-step student's objective: from the same x_T ~ N(0, I), the student's single pass should
+  give what the teacher's chain gives, measured with the training terms (the teacher's output
+  stands where the real reactor stands in diffusion_loss).
+
+  Args:
+    student_fn: x_T [B,T,56,6] -> reaction (one pass, differentiated).
+    teacher_fn: x_T -> reaction (the teacher's whole chain; no gradient flows into it).
+    batch: dict with 'actor' [B, T, 56, 6] and 'mask' [B, T] ('reactor' only gives the shape).
+  Returns:
+    (scalar mean loss, dict of [B] terms including 'loss').
+  """
+  actor, mask = batch['actor'], batch['mask']
+  # Per-frame draws, as the samplers make x_T: the student meets at sampling the noise it learnt on.
+  x_T = diffusion.frame_noise(key, batch['reactor'].shape, batch['reactor'].dtype)
+  target = jax.lax.stop_gradient(teacher_fn(x_T))
+  terms = loss_terms(actor, target, student_fn(x_T), mask, rest_joints, weights)
+  per_sample = total_loss(terms, weights)
+  terms['loss'] = per_sample
+  return jnp.mean(per_sample), terms

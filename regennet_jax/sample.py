@@ -70,7 +70,8 @@ def make_sampler(model,
                  chunk_size=0,
                  actor_frame=False,
                  orthonormalize=False):
-  """Returns sample(params, actor [B,T,56,6], label [B], key) -> reactor [B,T,56,6] (not jitted).
+  """Returns sample(params, actor [B,T,56,6], label [B], key, x_init=None) -> reactor [B,T,56,6]
+  (not jitted). x_init: the chain's start [B,T,56,6] (default: drawn from key, as sample_loop does).
 
   chunk_size: reactions per denoiser pass (see map_in_chunks); 0 picks it for the backend. The
   result does not depend on it (the chain's noise is drawn for the whole batch).
@@ -82,15 +83,15 @@ def make_sampler(model,
   guided = uses_guidance(model, guidance_scale)
   chunk_size = resolve_chunk_size(chunk_size)
 
-  def sample(params, actor, label, key):
+  def sample(params, actor, label, key, x_init=None):
     if actor_frame:
       framed, rotation = pair_frame.to_actor_frame(actor)
-      out = pair_frame.from_actor_frame(sample_here(params, framed, label, key), rotation)
+      out = pair_frame.from_actor_frame(sample_here(params, framed, label, key, x_init), rotation)
     else:
-      out = sample_here(params, actor, label, key)
+      out = sample_here(params, actor, label, key, x_init)
     return valid_motion(out) if orthonormalize else out
 
-  def sample_here(params, actor, label, key):
+  def sample_here(params, actor, label, key, x_init):
     def denoise_chunk(x_t, t, actor, label):
       if guided:  # conditional and unconditional predictions from one call
         pairs = lambda x_t, t: model.apply(
@@ -99,7 +100,13 @@ def make_sampler(model,
       return model.apply({'params': params}, x_t, t, actor, label)
 
     denoise_fn = lambda x_t, t: map_in_chunks(denoise_chunk, (x_t, t, actor, label), chunk_size)
-    return diffusion.sample_loop(denoise_fn, schedule, actor.shape, key, method=method, eta=eta)
+    return diffusion.sample_loop(denoise_fn,
+                                 schedule,
+                                 actor.shape,
+                                 key,
+                                 method=method,
+                                 eta=eta,
+                                 x_init=x_init)
 
   return sample
 

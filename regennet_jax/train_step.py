@@ -3,7 +3,8 @@
 (state, batch, key) -> (state, metrics): noise the reactor at a random diffusion step, predict it
 back with the denoiser, weigh the loss terms (losses.py), update with the optimizer, average the
 weights. A step whose loss is not finite leaves the state unchanged, so the loop can stop with the
-last good state.
+last good state. make_distill_step is the same update for a one-step student (distill.py): its loss
+compares one pass from noise with the teacher's chain from that noise.
 """
 
 from typing import Any
@@ -44,15 +45,12 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights, learning_
 
   learning_rate: step -> rate, only to log it.
   """
-  use_ema = bool(config.train.ema_decay)
   in_actor_frame = config.model.actor_frame
 
   def train_step(state, batch, key):
     key = jax.random.fold_in(key, state.step)
     loss_key, dropout_key = jax.random.split(key)
-    if in_actor_frame:
-      actor, reactor, _ = pair_frame.to_actor_frame(batch['actor'], batch['reactor'])
-      batch = dict(batch, actor=actor, reactor=reactor)
+    batch = _maybe_in_actor_frame(batch, in_actor_frame)
 
     def loss_fn(params):
       fn = lambda x_t, t: model.apply({'params': params},
@@ -65,23 +63,73 @@ def make_train_step(config, model, tx, schedule, rest_joints, weights, learning_
       return losses.diffusion_loss(fn, schedule, batch, loss_key, rest_joints, weights)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if use_ema:
-      decay = ema_decay_at(config, state.step)
-      ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
-    finite = jnp.isfinite(loss)
-    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = TrainState(step=state.step + 1,
-                           params=keep(params, state.params),
-                           opt_state=keep(opt_state, state.opt_state),
-                           ema_params=keep(ema, state.ema_params))
-    metrics = {name: jnp.mean(v) for name, v in terms.items() if name != 't'}
-    metrics['grad_norm'] = optax.tree.norm(grads)
-    metrics['param_norm'] = optax.tree.norm(state.params)
-    if learning_rate is not None:
-      metrics['learning_rate'] = learning_rate(state.step)
-    return new_state, metrics
+    return _apply_gradients(config, tx, state, loss, terms, grads, learning_rate)
 
   return train_step
+
+
+def make_distill_step(config,
+                      model,
+                      tx,
+                      teacher_chain,
+                      student_timestep,
+                      rest_joints,
+                      weights,
+                      learning_rate=None):
+  """(state, batch, key, teacher_params) -> (state, metrics): one step of a one-step student
+  (distill.py, losses.distillation_loss).
+
+  teacher_chain: (teacher_params, actor, label, key, x_init) -> reaction, the teacher's
+    deterministic chain (sample.make_sampler without the actor frame: the batch is already in it).
+  student_timestep: the timestep the student's single pass is told (the last of the chain, T - 1).
+  The student runs without dropout and always sees the label: it learns the teacher's (guided)
+  reaction for every input.
+  """
+  in_actor_frame = config.model.actor_frame
+
+  def distill_step(state, batch, key, teacher_params):
+    key = jax.random.fold_in(key, state.step)
+    noise_key, chain_key = jax.random.split(key)
+    batch = _maybe_in_actor_frame(batch, in_actor_frame)
+    actor, label = batch['actor'], batch['label']
+    t = jnp.full((actor.shape[0],), student_timestep, jnp.int32)
+    teacher = lambda x_T: teacher_chain(teacher_params, actor, label, chain_key, x_init=x_T)
+
+    def loss_fn(params):
+      student = lambda x_T: model.apply({'params': params}, x_T, t, actor, label)
+      return losses.distillation_loss(student, teacher, batch, noise_key, rest_joints, weights)
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return _apply_gradients(config, tx, state, loss, terms, grads, learning_rate)
+
+  return distill_step
+
+
+def _maybe_in_actor_frame(batch, in_actor_frame):
+  if not in_actor_frame:
+    return batch
+  actor, reactor, _ = pair_frame.to_actor_frame(batch['actor'], batch['reactor'])
+  return dict(batch, actor=actor, reactor=reactor)
+
+
+def _apply_gradients(config, tx, state, loss, terms, grads, learning_rate):
+  """The optimizer update and the EMA; a step whose loss is not finite keeps the old state.
+  Returns (state, metrics: the mean of each [B] term, grad and param norms, learning rate)."""
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ema = state.ema_params
+  if config.train.ema_decay:
+    decay = ema_decay_at(config, state.step)
+    ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+  finite = jnp.isfinite(loss)
+  keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = TrainState(step=state.step + 1,
+                         params=keep(params, state.params),
+                         opt_state=keep(opt_state, state.opt_state),
+                         ema_params=keep(ema, state.ema_params))
+  metrics = {name: jnp.mean(v) for name, v in terms.items() if name != 't'}
+  metrics['grad_norm'] = optax.tree.norm(grads)
+  metrics['param_norm'] = optax.tree.norm(state.params)
+  if learning_rate is not None:
+    metrics['learning_rate'] = learning_rate(state.step)
+  return new_state, metrics

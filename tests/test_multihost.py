@@ -193,3 +193,18 @@ def test_evaluation_over_two_hosts_equals_one_process(tmp_path):
                                  err_msg=metric)
   np.testing.assert_allclose(two['per_class']['handshake']['generated']['success_rate']['mean'],
                              one['per_class']['handshake']['generated']['success_rate']['mean'])
+
+
+def test_two_hosts_distill_a_one_step_student_and_resume_it(tmp_path):
+  teacher = tmp_path / 'teacher'
+  proc = run([f'--workdir={teacher}'] + _tiny(**{'train.num_steps': 2}))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  student = lambda steps: _tiny(**{'train.num_steps': steps, 'distill.teacher': teacher})
+  outs = _finish(_start(tmp_path / 'straight', student(4)))
+  assert last_json(outs[0][0])['sampling'] == 'ddim trailing1'
+  _finish(_start(tmp_path / 'resumed', student(2)))
+  outs = _finish(_start(tmp_path / 'resumed', student(4)))
+  assert 'Resumed from' in outs[0][0] + outs[0][1]
+  straight, resumed = _losses(tmp_path / 'straight'), _losses(tmp_path / 'resumed')
+  assert len(straight) == 4 and np.all(np.isfinite(straight))
+  np.testing.assert_allclose(resumed, straight, rtol=1e-5)

@@ -1,0 +1,134 @@
+"""One-step students (regennet_jax/distill.py): they start from the teacher's weights, learn to
+give in one pass what the teacher's chain gives from the same noise, and every mode samples them
+in one pass."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from regennet_jax import distill
+from regennet_jax import errors
+from regennet_jax import factory
+from regennet_jax import train as train_lib
+from regennet_jax.data import sources
+from tests.helpers import cli_overrides, last_json, run, tiny_config
+
+TEACHER = {'train.num_steps': 40, 'train.checkpoint_every': 40, 'train.log_every': 10}
+
+
+@pytest.fixture(scope='module')
+def teacher(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('teacher'))
+  train_lib.train(tiny_config(**TEACHER), workdir, progress=False)
+  return workdir
+
+
+def _student_config(teacher, **overrides):
+  config = tiny_config(**{'distill.teacher': teacher, **overrides})
+  distill.adopt_teacher_model(config, teacher + '_student')
+  return distill.student_sampling(config)
+
+
+def _reactions(config, params, batch, key):
+  sampler = jax.jit(factory.make_sampler(config, 8))
+  return np.asarray(sampler(params, batch['actor'], batch['label'], key))
+
+
+def test_student_starts_as_the_teacher_and_learns_its_chain_in_one_pass(teacher, tmp_path):
+  config = _student_config(teacher, **{'train.num_steps': 60, 'train.learning_rate': 2e-3})
+  assert (config.sample.respacing, config.sample.method) == ('trailing1', 'ddim')
+  teacher_config = distill.teacher_config(config)
+  assert teacher_config.distill.teacher == ''
+  teacher_params, _ = factory.load_sampling_params(teacher_config, teacher, 8)
+  setup = factory.make_training(config, 8)
+  for a, b in zip(jax.tree_util.tree_leaves(setup.state.params),
+                  jax.tree_util.tree_leaves(teacher_params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+  _, test, _ = sources.load_splits(config.data)
+  from regennet_jax.evaluation import monitor  # pylint: disable=g-import-not-at-top
+  batch, _ = monitor.test_windows(config, test, 8)
+  key = jax.random.PRNGKey(3)
+  # The teacher's chain (DDIM on distill.teacher_respacing) and the one-pass sampler start from the
+  # same x_T for the same key: the student is scored on noise it never trained on.
+  chain = factory.make_sampler(teacher_config,
+                               8,
+                               respacing=config.distill.teacher_respacing,
+                               method='ddim')
+  target = np.asarray(jax.jit(chain)(teacher_params, batch['actor'], batch['label'], key))
+  error = lambda params: np.sqrt(np.mean((_reactions(config, params, batch, key) - target)**2))
+  before = error(teacher_params)
+  state, _ = train_lib.train(config, str(tmp_path), progress=False)
+  after = error(state.sampling_params())
+  assert after < 0.5 * before, (before, after)
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert rows[-1]['loss'] < 0.5 * rows[0]['loss']
+
+
+def test_student_sampling_is_one_unguided_pass_and_overrides_of_it_are_refused(teacher):
+  config = _student_config(teacher)
+  assert config.sample.guidance_scale == 1.0 and config.eval.respacing == 'trailing1'
+  assert factory.make_schedule(config, config.sample.respacing).num_steps == 1
+  with pytest.raises(errors.ConfigError, match='--config.sample.respacing.*trailing1'):
+    config = tiny_config(**{'distill.teacher': teacher, 'sample.respacing': 'ddim5'})
+    distill.student_sampling(config, overridden=['sample.respacing'])
+
+
+def test_a_student_through_run_py(teacher, tmp_path):
+  student = str(tmp_path / 'student')
+  # configs/distill.py takes the teacher's data and model from its config.json: no other flags.
+  proc = run([
+      f'--workdir={student}', f'--config=configs/distill.py:{teacher}',
+      '--config.train.num_steps=2', '--config.train.eval_every=0'
+  ])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert last_json(proc.stdout)['sampling'] == 'ddim trailing1'
+  saved = json.load(open(os.path.join(student, 'config.json')))
+  assert saved['distill']['teacher'] == teacher and saved['model']['latent_dim'] == 32
+  assert saved['losses']['world_vel'] == 10.0 and saved['data']['synthetic_train_size'] == 16
+  # Later modes know from the run's config.json that it is a student.
+  proc = run([f'--workdir={student}', '--mode=sample', '--config.sample.num_samples=2'] +
+             cli_overrides())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert os.path.exists(os.path.join(student, 'samples', 'test_reactions.npz'))
+  proc = run([f'--workdir={student}', '--mode=sample', '--config.sample.respacing=ddim5'] +
+             cli_overrides())
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert 'one-step student' in proc.stderr and 'trailing1' in proc.stderr
+  proc = run([f'--workdir={tmp_path / "x"}', '--config=configs/distill.py'])
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+  assert 'teacher run directory after a colon' in proc.stderr
+
+
+@pytest.mark.parametrize('case', ['missing', 'itself', 'untrained', 'student_of_student'])
+def test_bad_teachers_get_one_clear_line(teacher, tmp_path, case):
+  workdir = tmp_path / 'student'
+  given = {
+      'missing': tmp_path / 'nowhere',
+      'itself': workdir,
+      'untrained': tmp_path / 'untrained',
+      'student_of_student': tmp_path / 'student_of',
+  }[case]
+  if case == 'itself':
+    given = teacher
+    workdir = teacher
+  if case == 'untrained':
+    os.makedirs(given)
+    with open(given / 'config.json', 'w') as f:
+      json.dump(tiny_config().to_dict(), f)
+  if case == 'student_of_student':
+    os.makedirs(given)
+    with open(given / 'config.json', 'w') as f:
+      json.dump(tiny_config(**{'distill.teacher': teacher}).to_dict(), f)
+  config = tiny_config(**{'distill.teacher': str(given)})
+  expected = {
+      'missing': 'not a trained run directory',
+      'itself': 'is the --workdir itself',
+      'untrained': 'has no checkpoint yet',
+      'student_of_student': 'is itself a one-step student',
+  }[case]
+  with pytest.raises(errors.UserError, match=expected):
+    distill.adopt_teacher_model(config, str(workdir))
