@@ -1,7 +1,7 @@
 """Streaming latency: milliseconds per reactor frame (p50/p99/max) for several denoising-step
 counts, and the throughput of many simultaneous streams.
 
-  python bench/streaming.py [--preset=ntu|default] [--steps=2,5,10] [--streams=1,8,32]
+  python bench/streaming.py [--preset=ntu|default] [--steps=2,5,10,trailing1] [--streams=1,8,32]
 
 Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 100 steps.
 """
@@ -22,7 +22,10 @@ from regennet_jax.body import skeleton
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--preset', default='ntu', help="'ntu', 'default' or a configs/ file name")
-  parser.add_argument('--steps', default='2,5,10')
+  parser.add_argument('--steps',
+                      default='2,5,10',
+                      help="denoising steps per frame: N (respacing ddimN) or trailingN (a "
+                      'one-pass student streams with trailing1)')
   parser.add_argument('--streams', default='1,8,32', help='simultaneous streams (batch sizes)')
   parser.add_argument('--frames', type=int, default=60)
   parser.add_argument('--matmul_dtype', choices=['float32', 'bfloat16'], default='float32')
@@ -37,10 +40,11 @@ def main():
   results = {}
   for streams in [int(s) for s in args.streams.split(',')]:
     actor = rng.normal(0, 0.3, (args.frames, streams) + layout).astype(np.float32)
-    for steps in [int(s) for s in args.steps.split(',')]:
-      if streams > 1 and steps != 5:
-        continue  # many streams: the paper's evaluation setting only
-      schedule = factory.make_schedule(config, f'ddim{steps}')
+    for steps in args.steps.split(','):
+      if streams > 1 and steps not in ('5', 'trailing1'):
+        continue  # many streams: the paper's evaluation setting and a student's only
+      schedule = factory.make_schedule(config,
+                                       steps if steps.startswith('trailing') else f'ddim{steps}')
       stream = streaming.ReactionStream(model,
                                         params,
                                         schedule,

@@ -18,12 +18,23 @@ from tests.helpers import cli_overrides, last_json, run, tiny_config
 
 TEACHER = {'train.num_steps': 40, 'train.checkpoint_every': 40, 'train.log_every': 10}
 
+GUIDED = {'model.cond_mode': 'action', 'model.cond_mask_prob': 0.2}
+
+
+def _train_teacher(tmp_path_factory, name, **overrides):
+  workdir = str(tmp_path_factory.mktemp(name))
+  train_lib.train(tiny_config(**TEACHER, **overrides), workdir, progress=False)
+  return workdir
+
 
 @pytest.fixture(scope='module')
 def teacher(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('teacher'))
-  train_lib.train(tiny_config(**TEACHER), workdir, progress=False)
-  return workdir
+  return _train_teacher(tmp_path_factory, 'teacher')
+
+
+@pytest.fixture(scope='module')
+def guided_teacher(tmp_path_factory):
+  return _train_teacher(tmp_path_factory, 'guided_teacher', **GUIDED)
 
 
 def _student_config(teacher, **overrides):
@@ -32,13 +43,27 @@ def _student_config(teacher, **overrides):
   return distill.student_sampling(config)
 
 
-def _reactions(config, params, batch, key):
-  sampler = jax.jit(factory.make_sampler(config, 8))
+def _sample(config, params, batch, key, respacing=None, guidance_scale=None):
+  config = config.copy_and_resolve_references()
+  if guidance_scale is not None:
+    config.sample.guidance_scale = guidance_scale
+  sampler = jax.jit(factory.make_sampler(config, 8, respacing=respacing, method='ddim'))
   return np.asarray(sampler(params, batch['actor'], batch['label'], key))
 
 
-def test_student_starts_as_the_teacher_and_learns_its_chain_in_one_pass(teacher, tmp_path):
-  config = _student_config(teacher, **{'train.num_steps': 60, 'train.learning_rate': 2e-3})
+rms = lambda a: float(np.sqrt(np.mean(np.square(a))))
+
+
+@pytest.mark.parametrize('guided', [False, True])
+def test_student_starts_as_the_teacher_and_learns_its_chain_in_one_pass(
+    teacher, guided_teacher, tmp_path, guided):
+  teacher = guided_teacher if guided else teacher
+  config = _student_config(
+      teacher, **{
+          'train.num_steps': 60,
+          'train.learning_rate': 2e-3,
+          'distill.guidance_scale': 3.0
+      })
   assert (config.sample.respacing, config.sample.method) == ('trailing1', 'ddim')
   teacher_config = distill.teacher_config(config)
   assert teacher_config.distill.teacher == ''
@@ -52,20 +77,22 @@ def test_student_starts_as_the_teacher_and_learns_its_chain_in_one_pass(teacher,
   from regennet_jax.evaluation import monitor  # pylint: disable=g-import-not-at-top
   batch, _ = monitor.test_windows(config, test, 8)
   key = jax.random.PRNGKey(3)
-  # The teacher's chain (DDIM on distill.teacher_respacing) and the one-pass sampler start from the
-  # same x_T for the same key: the student is scored on noise it never trained on.
-  chain = factory.make_sampler(teacher_config,
-                               8,
-                               respacing=config.distill.teacher_respacing,
-                               method='ddim')
-  target = np.asarray(jax.jit(chain)(teacher_params, batch['actor'], batch['label'], key))
-  error = lambda params: np.sqrt(np.mean((_reactions(config, params, batch, key) - target)**2))
-  before = error(teacher_params)
+  # The teacher's chain (DDIM on distill.teacher_respacing, guided at distill.guidance_scale when
+  # the teacher can be) and the one-pass sampler start from the same x_T for the same key: the
+  # student is scored on noise it never trained on.
+  chain = lambda scale: _sample(teacher_config, teacher_params, batch, key, config.distill.
+                                teacher_respacing, scale)
+  target = chain(3.0)
+  before = rms(_sample(config, teacher_params, batch, key) - target)
   state, _ = train_lib.train(config, str(tmp_path), progress=False)
-  after = error(state.sampling_params())
-  assert after < 0.5 * before, (before, after)
+  student = _sample(config, state.sampling_params(), batch, key)
+  assert rms(student - target) < 0.5 * before, (before, rms(student - target))
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   assert rows[-1]['loss'] < 0.5 * rows[0]['loss']
+  if guided:  # the guidance is in the student's one unguided pass
+    unguided = chain(1.0)
+    assert rms(unguided - target) > 0.2 * rms(target)
+    assert rms(student - target) < 0.5 * rms(student - unguided)
 
 
 def test_student_sampling_is_one_unguided_pass_and_overrides_of_it_are_refused(teacher):
@@ -94,6 +121,13 @@ def test_a_student_through_run_py(teacher, tmp_path):
              cli_overrides())
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert os.path.exists(os.path.join(student, 'samples', 'test_reactions.npz'))
+  # A student streams with one pass per frame, as its whole-sequence sampler does.
+  proc = run([f'--workdir={student}', '--mode=stream', '--config.stream.batch_size=2'] +
+             cli_overrides())
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = last_json(proc.stdout)
+  assert report['denoising_steps'] == 1 and report['method'] == 'ddim'
+  assert report['max_abs_difference_to_whole_sequence_sampler'] < 1e-4
   proc = run([f'--workdir={student}', '--mode=sample', '--config.sample.respacing=ddim5'] +
              cli_overrides())
   assert proc.returncode == 1 and 'Traceback' not in proc.stderr
