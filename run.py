@@ -4,10 +4,10 @@
   python run.py --config=configs/chi3d.py          # the paper's Chi3D-AS settings
   python run.py --config.train.num_steps=100       # override any config field
   python run.py --mode=sample --workdir=runs/x     # sample reactions from a trained run
-  python run.py --config.distill.teacher=runs/x --workdir=runs/x_1step  # one-step student of it
+  python run.py --config=configs/distill.py:runs/x  # a one-pass student of it, in runs/x_1step
 
-Everything a run produces lives in --workdir (default runs/<config name>): config.json,
-checkpoints/, metrics.jsonl, tensorboard/, samples/, report.md.
+Everything a run produces lives in --workdir (default runs/<config name>; a student's beside its
+teacher): config.json, checkpoints/, metrics.jsonl, tensorboard/, samples/, report.md.
 """
 
 import importlib.util
@@ -130,6 +130,9 @@ _MODE = flags.DEFINE_enum(
 def _workdir():
   if _WORKDIR.value:
     return _WORKDIR.value
+  teacher = _CONFIG.value.distill.teacher
+  if teacher:  # a one-pass student lives beside its teacher
+    return teacher.rstrip('/') + '_1step'
   name = os.path.splitext(os.path.basename(flags.FLAGS['config'].config_filename))[0]
   return os.path.join('runs', name)
 

@@ -15,6 +15,13 @@ A setting is METHOD:N (respacing ddimN: steps 0, 1000/N, ...) or METHOD:trailing
 Jitter (pelvis shaking, m/s; real motion ~0.01) counts beside FID because a chain that ends at a
 noisier level (one trailing step ends at pure noise) can keep its FID while its reactors visibly
 shake: the recognizer barely notices, a person does.
+
+--guidance_scales=1,2.5 runs every setting without and with classifier-free guidance (runs of an
+action-conditioned model trained with condition dropout; rows 'SETTING+cfg2.5'); the paper's
+setting for them is --reference=ddpm:5+cfg2.5/float32.
+
+--students adds one-pass students of the runs (configs/distill.py), one per run in the same order,
+each scored with its own sampling (one unguided pass, respacing trailing1) as 'student:1'.
 """
 
 import argparse
@@ -44,6 +51,14 @@ def main():
                       'ddim:trailing1,ddim:trailing2')
   parser.add_argument('--dtypes', default='float32,bfloat16')
   parser.add_argument('--samples', type=int, default=128, help='test actors scored per run')
+  parser.add_argument('--guidance_scales',
+                      default='1',
+                      help='classifier-free guidance scales to run every setting with (runs of an '
+                      'action-conditioned model trained with condition dropout); 1 = none')
+  parser.add_argument('--reference',
+                      default='ddpm:5/float32',
+                      help="the paper's evaluation setting, e.g. ddpm:5+cfg2.5/float32 for "
+                      'guided runs')
   parser.add_argument('--students',
                       default='',
                       help='comma-separated one-step students of the runs (config.distill), one '
@@ -59,16 +74,18 @@ def main():
   rows = {}
   for index, run in enumerate(runs):
     for dtype in args.dtypes.split(','):
-      for setting in args.settings.split(','):
-        method, steps = setting.split(':')
-        respacing = steps if steps.startswith('trailing') else f'ddim{steps}'
-        _score(rows, f'{setting}/{dtype}', run, dtype, respacing, method, args)
+      for scale in [float(g) for g in args.guidance_scales.split(',')]:
+        for setting in args.settings.split(','):
+          method, steps = setting.split(':')
+          respacing = steps if steps.startswith('trailing') else f'ddim{steps}'
+          guided = f'+cfg{scale:g}' if scale != 1 else ''
+          _score(rows, f'{setting}{guided}/{dtype}', run, dtype, respacing, method, args, scale)
       if students:  # the student's own one-pass sampling (distill.STUDENT_SAMPLING)
         sampling = distill.STUDENT_SAMPLING
         _score(rows, f'student:1/{dtype}', students[index], dtype, sampling['sample.respacing'],
                sampling['sample.method'], args)
   summary = {name: {k: interval(v) for k, v in row.items()} for name, row in rows.items()}
-  reference_name = 'ddpm:5/float32' if 'ddpm:5/float32' in summary else next(iter(summary))
+  reference_name = args.reference if args.reference in summary else next(iter(summary))
   upper = lambda metric: sum(v for v in summary[reference_name][metric] if np.isfinite(v))
   bound, jitter_bound = upper('fid'), upper('jitter_m_s')
   # Equal quality: FID within the reference's interval, and no more shaking than it has either
@@ -85,13 +102,16 @@ def main():
   ]
   for name, s in summary.items():
     setting, dtype = name.split('/')
+    setting, _, guidance = setting.partition('+cfg')
     method, steps = setting.split(':')
     cells = [f'{s[k][0]:.3g} ± {s[k][1]:.2g}' for k in METRICS]
     count = steps[len('trailing'):] if steps.startswith('trailing') else steps
     label = f'{method.upper()} {count} step{"s" if count != "1" else ""}' + (' (trailing)' if count
                                                                              != steps else '')
     if method == 'student':
-      label = 'one-step student (config.distill)'
+      label = 'one-pass student (config.distill)'
+    if guidance:
+      label += f' + CFG {guidance}'
     lines.append(f'| {label} | {dtype} | ' + ' | '.join(cells) + f" | {s['per_sec'][0]:.0f} |")
   emit({
       'benchmark': 'sampling_quality',
@@ -110,10 +130,12 @@ def main():
 _PARAMS = {}  # run -> its sampling weights, loaded once
 
 
-def _score(rows, name, run, dtype, respacing, method, args):
-  """Appends the scores of `run` sampled with (respacing, method) in `dtype` matmuls to rows[name]."""
+def _score(rows, name, run, dtype, respacing, method, args, guidance_scale=1.0):
+  """Appends the scores of `run` sampled with (respacing, method, guidance_scale) in `dtype`
+  matmuls to rows[name] (a student samples as it does: its guidance is baked in)."""
   config = synthetic_config.get_config()
   checkpoints.adopt_run_config(run, config)
+  config.sample.guidance_scale = guidance_scale
   distill.student_sampling(config)
   config.eval.recognizer_dir = args.recognizer_dir
   config.sample.matmul_dtype = dtype

@@ -1,7 +1,7 @@
 """A one-step student of a trained run (regennet_jax/distill.py): the teacher run's own settings
 (data, model, diffusion, evaluation; read from its config.json) plus the distillation recipe.
 
-python run.py --config=configs/distill.py:runs/synthetic --workdir=runs/synthetic_1step
+python run.py --config=configs/distill.py:runs/synthetic    # the student goes to runs/synthetic_1step
 python run.py --config=configs/distill.py:runs/synthetic --config.train.num_steps=2000  # overrides
 
 The recipe (README, "Sampling at equal quality"): 1,000 steps at a constant 3e-4 after the

@@ -105,11 +105,12 @@ def test_student_sampling_is_one_unguided_pass_and_overrides_of_it_are_refused(t
 
 
 def test_a_student_through_run_py(teacher, tmp_path):
-  student = str(tmp_path / 'student')
-  # configs/distill.py takes the teacher's data and model from its config.json: no other flags.
+  # configs/distill.py takes the teacher's data and model from its config.json: no other flags;
+  # the student's run directory is beside the teacher's.
+  student = teacher + '_1step'
   proc = run([
-      f'--workdir={student}', f'--config=configs/distill.py:{teacher}',
-      '--config.train.num_steps=2', '--config.train.eval_every=0'
+      f'--config=configs/distill.py:{teacher}', '--config.train.num_steps=2',
+      '--config.train.eval_every=0'
   ])
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert last_json(proc.stdout)['sampling'] == 'ddim trailing1'
@@ -139,16 +140,13 @@ def test_a_student_through_run_py(teacher, tmp_path):
 
 @pytest.mark.parametrize('case', ['missing', 'itself', 'untrained', 'student_of_student'])
 def test_bad_teachers_get_one_clear_line(teacher, tmp_path, case):
-  workdir = tmp_path / 'student'
   given = {
       'missing': tmp_path / 'nowhere',
-      'itself': workdir,
+      'itself': teacher,
       'untrained': tmp_path / 'untrained',
       'student_of_student': tmp_path / 'student_of',
   }[case]
-  if case == 'itself':
-    given = teacher
-    workdir = teacher
+  workdir = teacher if case == 'itself' else tmp_path / 'student'
   if case == 'untrained':
     os.makedirs(given)
     with open(given / 'config.json', 'w') as f:
