@@ -141,7 +141,8 @@ def get_config():
 
   # A one-step student (regennet_jax/distill.py): trained to reproduce in ONE denoiser pass what a
   # trained run's deterministic DDIM chain makes from the same noise. It starts from that run's
-  # weights and samples with respacing 'trailing1', DDIM and no guidance (set for it).
+  # weights and samples with respacing 'trailing1', DDIM and no guidance (set for it). Easiest
+  # through configs/distill.py:<teacher run>, which takes the teacher's own settings.
   c.distill = ml_collections.ConfigDict()
   c.distill.teacher = ''  # the teacher's run directory (its --workdir); '' trains a diffusion model
   c.distill.teacher_respacing = 'ddim5'  # the teacher's chain (DDIM, eta 0)

@@ -22,7 +22,7 @@ def get_config(teacher=''):
   path = os.path.join(teacher, 'config.json')
   if not os.path.exists(path):
     raise ValueError(f'{path} does not exist: the teacher must be a trained run directory')
-  with open(path) as f:
+  with open(path) as f:  # read here, not through regennet_jax: a config file stays import-light
     saved = json.load(f)
   c = base.get_config()
   for section, values in saved.items():

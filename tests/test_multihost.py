@@ -1,5 +1,6 @@
 """Several jax.distributed processes on localhost, as the hosts of a pod: training, preemption of
-one host, a host killed mid-save, data shards, and sampling / evaluation over every host."""
+one host, a host killed mid-save, data shards, sampling / evaluation over every host, and a
+one-pass student distilled over both hosts and resumed."""
 
 import json
 import os
