@@ -127,7 +127,7 @@ def main():
   })
 
 
-_PARAMS = {}  # run -> its sampling weights, loaded once
+_LOADED = {}  # run -> (test split, class names, sampling weights), loaded once per run
 
 
 def _score(rows, name, run, dtype, respacing, method, args, guidance_scale=1.0):
@@ -139,10 +139,10 @@ def _score(rows, name, run, dtype, respacing, method, args, guidance_scale=1.0):
   distill.student_sampling(config)
   config.eval.recognizer_dir = args.recognizer_dir
   config.sample.matmul_dtype = dtype
-  _, test, names = sources.load_splits(config.data)
-  if run not in _PARAMS:
-    _PARAMS[run] = factory.load_sampling_params(config, run, len(names))[0]
-  params = _PARAMS[run]
+  if run not in _LOADED:
+    _, test, names = sources.load_splits(config.data)
+    _LOADED[run] = test, names, factory.load_sampling_params(config, run, len(names))[0]
+  test, names, params = _LOADED[run]
   m = monitor.QualityMonitor(config,
                              run,
                              test,

@@ -176,11 +176,9 @@ def diffusion_loss(denoise_fn, schedule, batch, key, rest_joints, weights: LossW
   t = jax.random.randint(t_key, (x0.shape[0],), 0, schedule.num_steps)
   x_t = diffusion.q_sample(schedule, x0, t, jax.random.normal(noise_key, x0.shape, x0.dtype))
   pred = denoise_fn(x_t, schedule.timestep_map[t])
-  terms = loss_terms(actor, x0, pred, mask, rest_joints, weights)
-  per_sample = total_loss(terms, weights)
-  terms['loss'] = per_sample
+  loss, terms = _weighted_loss(actor, x0, pred, mask, rest_joints, weights)
   terms['t'] = t
-  return jnp.mean(per_sample), terms
+  return loss, terms
 
 
 def distillation_loss(student_fn, teacher_fn, batch, key, rest_joints, weights: LossWeights):
@@ -199,7 +197,12 @@ def distillation_loss(student_fn, teacher_fn, batch, key, rest_joints, weights: 
   # Per-frame draws, as the samplers make x_T: the student meets at sampling the noise it learnt on.
   x_T = diffusion.frame_noise(key, batch['reactor'].shape, batch['reactor'].dtype)
   target = jax.lax.stop_gradient(teacher_fn(x_T))
-  terms = loss_terms(actor, target, student_fn(x_T), mask, rest_joints, weights)
-  per_sample = total_loss(terms, weights)
-  terms['loss'] = per_sample
-  return jnp.mean(per_sample), terms
+  return _weighted_loss(actor, target, student_fn(x_T), mask, rest_joints, weights)
+
+
+def _weighted_loss(actor, target, pred, mask, rest_joints, weights):
+  """(scalar mean loss, dict of the [B] terms and their weighted sum 'loss') of `pred` against
+  `target`: what both objectives end with."""
+  terms = loss_terms(actor, target, pred, mask, rest_joints, weights)
+  terms['loss'] = total_loss(terms, weights)
+  return jnp.mean(terms['loss']), terms
