@@ -54,7 +54,7 @@ def main():
       for f in range(args.frames):
         stream.push(actor[f])
       report = stream.latency_report()
-      flops = stream._step.cost_analysis()
+      flops = stream._steps[-1].cost_analysis()  # the step every frame after the first runs
       # The step scans over the denoising steps; XLA counts the scan's body once.
       flops = schedule.num_steps * float(
           (flops[0] if isinstance(flops, list) else flops).get('flops', np.nan))

@@ -108,6 +108,8 @@ class SingleTokenCrossAttention(nn.Module):
   dropout: float
   dtype: jnp.dtype = jnp.float32
   matmul_dtype: str | None = None
+  decode: bool = False  # streaming: keep the output in the 'cache' collection ('cross_out')
+  from_cache: bool = False  # streaming after frame 0: read that output instead of computing it
 
   @nn.compact
   def __call__(self, h, memory, deterministic):
@@ -120,9 +122,18 @@ class SingleTokenCrossAttention(nn.Module):
     if self.is_initializing():  # create query/key so the parameter tree matches real attention
       dense('query')(h[:, :1])
       dense('key')(memory)
+    if self.decode:
+      # A stream's memory token at a given denoising step (timestep, label) is the same for every
+      # frame, so this output is too: frame 0 computes it, later frames skip the value and output
+      # projections (a fifth of the weights a step reads for its one token).
+      cached = self.variable('cache', 'cross_out', jnp.zeros, (memory.shape[0], 1, width), h.dtype)
+      if self.from_cache and not self.is_initializing():
+        return jnp.broadcast_to(cached.value, h.shape[:2] + (width,))
     value = dense('value')(memory)  # [B, 1, H, Dh]
     out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, dot_general=dot, name='out')
     shared = out(value)  # [B, 1, D]: what every frame receives without dropout
+    if self.decode:
+      cached.value = shared.astype(h.dtype)
     if deterministic or self.dropout == 0:
       return jnp.broadcast_to(shared, h.shape[:2] + (width,)).astype(h.dtype)
     # Each (frame, head) keeps its weight as 1 / (1 - p) or drops it: mix per-head projections.
@@ -142,6 +153,7 @@ class DecoderLayer(nn.Module):
   dtype: jnp.dtype = jnp.float32
   decode: bool = False  # one frame at a time, past keys/values from the 'cache' collection
   matmul_dtype: str | None = None
+  cross_from_cache: bool = False  # decode: the cross-attention output cached at frame 0
 
   @nn.compact
   def __call__(self, h, memory, self_mask, deterministic, copies=1):
@@ -158,6 +170,8 @@ class DecoderLayer(nn.Module):
                                   self.dropout,
                                   self.dtype,
                                   self.matmul_dtype,
+                                  self.decode,
+                                  self.cross_from_cache,
                                   name='cross_attn')(h, memory, deterministic)
     h = norm('norm2')(h + drop(a))
     f = FeedForward(width, self.ff_size, self.dropout, self.dtype, self.matmul_dtype,
@@ -273,6 +287,7 @@ class OnlineDecoder(nn.Module):
   decode: bool = False
   dtype: jnp.dtype = jnp.float32
   matmul_dtype: str | None = None
+  cross_from_cache: bool = False
 
   @nn.compact
   def __call__(self, h, memory, positions, deterministic, copies=1):
@@ -292,6 +307,7 @@ class OnlineDecoder(nn.Module):
                        self.dtype,
                        self.decode,
                        self.matmul_dtype,
+                       self.cross_from_cache,
                        name=f'layer_{i}')(h,
                                           memory,
                                           causal,
@@ -353,6 +369,9 @@ class Denoiser(nn.Module):
       shares (README, "Training recipe").
     decode: streaming, one frame per call at `positions`, past self-attention keys and values in
       the 'cache' collection (online only; initialise with the longest sequence to stream).
+    cross_from_cache: decode only, for every frame after a stream's first: each layer's
+      cross-attention output is read from the cache its first frame wrote (the memory token, i.e.
+      timestep and label, must be the same as then; streaming.py keeps one cache per step).
     matmul_dtype: 'bfloat16': the Transformer layers' matrix multiplies take bfloat16 operands and
       accumulate in float32 (matmul_with_operands_in). Parameters, the input/output projections
       (they carry the motion itself: bfloat16 there cost FID) and everything else stay float32.
@@ -385,6 +404,7 @@ class Denoiser(nn.Module):
   nfeats: int = skeleton.MOTION_CHANNELS
   dtype: jnp.dtype = jnp.float32
   decode: bool = False
+  cross_from_cache: bool = False
   matmul_dtype: str | None = None
   actor_positions_rest: tuple | None = None
   prediction: str = 'x0'
@@ -410,6 +430,8 @@ class Denoiser(nn.Module):
                                'position encoding the offline encoder cannot tell frame order')
     if self.decode and self.arch != 'online':
       raise errors.ConfigError('frame-by-frame decoding needs the causal online arch')
+    if self.cross_from_cache and not self.decode:
+      raise ValueError('cross_from_cache reads the decoding cache: it needs decode=True')
     self.condition = ConditionEmbedding(self.latent_dim, self.cond_mode, self.num_actions,
                                         self.cond_mask_prob, self.dtype)
     self.frames = FrameTokens(self.latent_dim, self.fusion, self.actor_positions_rest, self.dtype)
@@ -421,7 +443,9 @@ class Denoiser(nn.Module):
                  dtype=self.dtype,
                  matmul_dtype=self.matmul_dtype)
     if self.arch == 'online':
-      self.decoder = OnlineDecoder(decode=self.decode, **stack)
+      self.decoder = OnlineDecoder(decode=self.decode,
+                                   cross_from_cache=self.cross_from_cache,
+                                   **stack)
     else:
       self.encoder = OfflineEncoder(**stack)
     self.output_process = nn.Dense(self.njoints * self.nfeats, dtype=self.dtype)

@@ -6,7 +6,9 @@ for every diffusion step, the self-attention keys/values of the frames seen so f
 step and layer, sized to `max_frames`), and draws frame f's noise from per-frame keys. Each new
 frame then costs one single-token pass per diffusion step -- constant, whatever the history length
 (attention reads a fixed-size masked buffer) -- and the stream reproduces `sample.make_sampler` on
-the whole sequence with the same key.
+the whole sequence with the same key. The cross-attention output of each step and layer depends
+only on that step's memory token (timestep, label), so the first frame caches it and every later
+frame runs a second compiled step that reads it (Denoiser.cross_from_cache).
 
     stream = ReactionStream(model, params, schedule, key, batch_size=1, max_frames=300)
     for actor_frame in camera:            # [B, 56, 6]
@@ -43,9 +45,17 @@ def _make_caches(decoder, num_steps, batch, max_frames, guided, dtype=jnp.float3
   return jax.tree_util.tree_map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), shapes)
 
 
-def make_stream_step(model, schedule, method='ddim', eta=0.0, guidance_scale=1.0):
-  """(params, caches, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, caches)."""
-  decoder = model.clone(decode=True)
+def make_stream_step(model,
+                     schedule,
+                     method='ddim',
+                     eta=0.0,
+                     guidance_scale=1.0,
+                     cross_from_cache=False):
+  """(params, caches, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, caches).
+
+  cross_from_cache: for frames after the first, which wrote the cross-attention outputs.
+  """
+  decoder = model.clone(decode=True, cross_from_cache=cross_from_cache)
   guided = sample_lib.uses_guidance(model, guidance_scale)
   n = schedule.num_steps
 
@@ -133,13 +143,16 @@ class ReactionStream:
     self._put_rows = lambda x: self._put(self._pad(x), rows_sharding)
     self.label = self._put_rows(label)
     self._caches = self._put(caches, caches_sharding)
-    step = make_stream_step(model, schedule, method, eta, guidance_scale)
+    steps = [
+        make_stream_step(model, schedule, method, eta, guidance_scale, cross_from_cache=later)
+        for later in (False, True)
+    ]
     # model.actor_frame: the network works in the heading frame of the actor's FIRST frame, which
     # is known once that frame arrives; every later frame is turned into it and back.
     self._actor_frame = actor_frame
     turn = lambda frame, rotation: pair_frame.rotate(frame[:, None], rotation)[:, 0]
 
-    def framed_step(params, caches, actor_frame, label, frame, key, rotation):
+    def framed_step(step, params, caches, actor_frame, label, frame, key, rotation):
       if self._actor_frame:
         out, caches = step(params, caches, turn(actor_frame, rotation), label, frame, key)
         out = turn(out, jnp.swapaxes(rotation, -1, -2))
@@ -162,9 +175,12 @@ class ReactionStream:
                          replicated, rows_sharding),
         'out_shardings': (rows_sharding, caches_sharding)
     }
-    self._step = jax.jit(framed_step, donate_argnums=(1,),
-                         **placed).lower(self.params, self._caches, frame_spec, self.label,
-                                         jnp.int32(0), self.key, self._rotation).compile()
+    # [first frame's step (fills the cross-attention caches), every later frame's step]
+    self._steps = [
+        jax.jit(functools.partial(framed_step, step), donate_argnums=(1,),
+                **placed).lower(self.params, self._caches, frame_spec, self.label, jnp.int32(0),
+                                self.key, self._rotation).compile() for step in steps
+    ]
     self._heading = jax.jit(
         pair_frame.heading,
         **({} if mesh is None else {
@@ -208,8 +224,9 @@ class ReactionStream:
     actor_frame = self._put_rows(actor_frame)
     if self.frame == 0 and self._actor_frame:
       self._rotation = self._heading(actor_frame)
-    out, self._caches = self._step(self.params, self._caches, actor_frame, self.label,
-                                   jnp.int32(self.frame), self.key, self._rotation)
+    step = self._steps[min(self.frame, 1)]
+    out, self._caches = step(self.params, self._caches, actor_frame, self.label,
+                             jnp.int32(self.frame), self.key, self._rotation)
     out = sample_lib.to_host(out)[:self.batch_size]
     self.latencies.append(time.perf_counter() - start)
     self.frame += 1

@@ -40,9 +40,10 @@ def test_stream_reproduces_the_whole_sequence_sampler(method, respacing, use_pos
                                     method=method)
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=2e-5)
-  # One step compiled ahead of time serves every frame: a frame never waits for a compilation
-  # (a compiled executable cannot recompile), and every frame's latency is reported.
-  assert isinstance(stream._step, jax.stages.Compiled)
+  # Two steps compiled ahead of time (the first frame's, every later frame's) serve every frame: a
+  # frame never waits for a compilation (a compiled executable cannot recompile), and every
+  # frame's latency is reported.
+  assert all(isinstance(step, jax.stages.Compiled) for step in stream._steps)
   report = stream.latency_report()
   assert report['frames'] == T and report['p50_ms'] > 0 and report['compile_ms'] > 0
 
@@ -78,6 +79,28 @@ def test_stream_of_a_preconditioned_model_reproduces_the_whole_sequence_sampler(
   stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=2e-5)
+
+
+def test_frames_after_the_first_read_the_cross_attention_output_it_cached():
+  model, params, actor, label = _setup(cond_mode='action', num_actions=4)
+  sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
+  make = lambda: streaming.ReactionStream(
+      model, params, sched, jax.random.PRNGKey(6), batch_size=B, max_frames=T, label=label)
+  intact, tampered = make(), make()
+  for stream in (intact, tampered):
+    stream.push(actor[:, 0])
+  cached = lambda path: path[-1].key == 'cross_out'
+  # Every step of every layer has an output cached by frame 0, per stream.
+  leaves = [(p, v) for p, v in jax.tree_util.tree_leaves_with_path(tampered._caches) if cached(p)]
+  assert len(leaves) == TINY['num_layers'] and all(v.shape[:2] == (5, B) for _, v in leaves)
+  assert all(float(jnp.abs(v).max()) > 0 for _, v in leaves)
+  flip = lambda p, v: -v if cached(p) else v  # (a uniform shift would vanish in the post-norm)
+  tampered._caches = jax.tree_util.tree_map_with_path(flip, tampered._caches)
+  # Later frames take it from the cache (a changed cache changes them) ...
+  assert not np.allclose(intact.push(actor[:, 1]), tampered.push(actor[:, 1]), atol=1e-3)
+  # ... and skip its projections: less arithmetic than the first frame's step.
+  flops = [float(s.cost_analysis().get('flops', 0)) for s in intact._steps]
+  assert 0 < flops[1] < flops[0]
 
 
 def test_stream_rejects_misuse():
