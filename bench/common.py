@@ -21,6 +21,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from regennet_jax import pair_frame  # noqa: E402
+from regennet_jax.evaluation import monitor  # noqa: E402
+
 # What the benchmarks call the sizes: the paper's NTU model, data and recipe (what the original
 # is compared with), and the default run's config.
 CONFIGS = {'ntu': 'ntu120:original', 'default': 'synthetic'}
@@ -32,6 +35,22 @@ def load_config(preset):
   name, _, recipe = CONFIGS.get(preset, preset).partition(':')
   module = importlib.import_module(f'configs.{name}')
   return module.get_config(recipe) if recipe else module.get_config()
+
+
+def respacing_for(steps):
+  """A benchmark's step count -> the schedule's respacing: 'N' is the released ddimN, 'trailingN'
+  stays as it is (N steps ending at t = 999; a one-pass student samples with trailing1)."""
+  return steps if steps.startswith('trailing') else f'ddim{steps}'
+
+
+def windows_in_model_frame(config, source, count):
+  """(actor, reactor, label) of `count` test windows from frame 0 (monitor.test_windows), turned
+  into the actor's frame when config.model works there: what the denoiser itself sees."""
+  batch, _ = monitor.test_windows(config, source, count)
+  actor, reactor = jnp.asarray(batch['actor']), jnp.asarray(batch['reactor'])
+  if config.model.actor_frame:
+    actor, reactor, _ = pair_frame.to_actor_frame(actor, reactor)
+  return actor, reactor, jnp.asarray(batch['label'])
 
 
 def time_fn(fn, *args, repeats=5, warmup=1):

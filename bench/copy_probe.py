@@ -19,27 +19,16 @@ preset's model works there. README, "Training recipe", cites the numbers.
 
 import argparse
 
-from common import emit, load_config
+from common import emit, load_config, windows_in_model_frame
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from regennet_jax import factory
-from regennet_jax import pair_frame
 from regennet_jax.data import sources
-from regennet_jax.evaluation import monitor
 
 FEEDS = ('raw', 'standardized', 'residual')
-
-
-def windows(config, source, count):
-  """(actor, reactor, label) of `count` windows, in the actor's frame if the model works there."""
-  batch, _ = monitor.test_windows(config, source, count)
-  actor, reactor = jnp.asarray(batch['actor']), jnp.asarray(batch['reactor'])
-  if config.model.actor_frame:
-    actor, reactor, _ = pair_frame.to_actor_frame(actor, reactor)
-  return actor, reactor, jnp.asarray(batch['label'])
 
 
 def probe(config, feed, train, test, steps, batch_size, seed):
@@ -88,8 +77,8 @@ def main():
   args = parser.parse_args()
   config = load_config(args.preset)
   train_source, test_source, _ = sources.load_splits(config.data)
-  train = windows(config, train_source, 512)
-  test = windows(config, test_source, 64)
+  train = windows_in_model_frame(config, train_source, 512)
+  test = windows_in_model_frame(config, test_source, 64)
   baseline = jnp.sqrt(jnp.mean(jnp.square(test[1] - train[1].mean((0, 1)))))
   emit({
       'benchmark': 'copy_probe',

@@ -12,7 +12,7 @@ high-noise error (README, "Training recipe").
 
 import argparse
 
-from common import emit
+from common import emit, windows_in_model_frame
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +22,9 @@ from configs import synthetic as synthetic_config
 from regennet_jax import checkpoints
 from regennet_jax import diffusion
 from regennet_jax import factory
-from regennet_jax import pair_frame
 from regennet_jax.body import skeleton
 from regennet_jax.data import sources
 from regennet_jax.evaluation import interaction
-from regennet_jax.evaluation import monitor
 
 TIMESTEPS = (0, 5, 20, 50, 100, 200, 400, 600, 800, 999)
 
@@ -52,13 +50,9 @@ def main():
     checkpoints.adopt_run_config(run, config)
     _, test, names = sources.load_splits(config.data)
     params, step = factory.load_sampling_params(config, run, len(names))
-    batch, _ = monitor.test_windows(config, test, args.windows)
+    actor, reactor, label = windows_in_model_frame(config, test, args.windows)
     model = factory.make_model(config, len(names), for_sampling=True)
     schedule = factory.make_schedule(config)
-    actor, reactor = jnp.asarray(batch['actor']), jnp.asarray(batch['reactor'])
-    if config.model.actor_frame:
-      actor, reactor, _ = pair_frame.to_actor_frame(actor, reactor)
-    label = jnp.asarray(batch['label'])
     predict = jax.jit(lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label))
     tr = skeleton.TRANSLATION_ROW
     rows = []

@@ -27,7 +27,7 @@ each scored with its own sampling (one unguided pass, respacing trailing1) as 's
 import argparse
 import time
 
-from common import emit, interval
+from common import emit, interval, respacing_for
 
 import jax
 import numpy as np
@@ -77,9 +77,9 @@ def main():
       for scale in [float(g) for g in args.guidance_scales.split(',')]:
         for setting in args.settings.split(','):
           method, steps = setting.split(':')
-          respacing = steps if steps.startswith('trailing') else f'ddim{steps}'
           guided = f'+cfg{scale:g}' if scale != 1 else ''
-          _score(rows, f'{setting}{guided}/{dtype}', run, dtype, respacing, method, args, scale)
+          _score(rows, f'{setting}{guided}/{dtype}', run, dtype, respacing_for(steps), method, args,
+                 scale)
       if students:  # the student's own one-pass sampling (distill.STUDENT_SAMPLING)
         sampling = distill.STUDENT_SAMPLING
         _score(rows, f'student:1/{dtype}', students[index], dtype, sampling['sample.respacing'],

@@ -8,7 +8,7 @@ Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 10
 
 import argparse
 
-from common import emit, load_config, roofline
+from common import emit, load_config, respacing_for, roofline
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +43,7 @@ def main():
     for steps in args.steps.split(','):
       if streams > 1 and steps not in ('5', 'trailing1'):
         continue  # many streams: the paper's evaluation setting and a student's only
-      schedule = factory.make_schedule(config,
-                                       steps if steps.startswith('trailing') else f'ddim{steps}')
+      schedule = factory.make_schedule(config, respacing_for(steps))
       stream = streaming.ReactionStream(model,
                                         params,
                                         schedule,
