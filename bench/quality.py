@@ -47,6 +47,10 @@ VARIANTS = {
 }
 VARIANTS['preconditioned_world_velocity'] = (VARIANTS['preconditioned'] +
                                              VARIANTS['world_velocity'])
+# The same with the diffusion noise correlated between consecutive frames (causal AR(1)).
+for rho in ('0.9', '0.98'):
+  VARIANTS[f'preconditioned_correlated_{rho}'] = (VARIANTS['preconditioned'] +
+                                                  [f'--config.diffusion.noise_correlation={rho}'])
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')
 
 

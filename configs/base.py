@@ -62,6 +62,9 @@ def get_config():
   # Noise levels training draws from: '' all num_timesteps (the paper's); a respacing such as
   # 'ddim5' only the steps that chain keeps, which is all a sampler on that chain ever asks for.
   c.diffusion.train_respacing = ''
+  # Correlation of the diffusion noise between consecutive frames (causal AR(1), see
+  # diffusion.correlate_frames); 0 is white noise, the paper's.
+  c.diffusion.noise_correlation = 0.0
 
   c.losses = ml_collections.ConfigDict()
   c.losses.orient = 1.0

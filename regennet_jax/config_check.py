@@ -55,6 +55,7 @@ RANGES = {
     'model.sigma_data': POSITIVE,
     'model.cond_mask_prob': PROBABILITY,
     'diffusion.num_timesteps': AT_LEAST_ONE,
+    'diffusion.noise_correlation': PROBABILITY,
     'losses.orient': NON_NEGATIVE,
     'losses.body': NON_NEGATIVE,
     'losses.transl': NON_NEGATIVE,

@@ -88,14 +88,18 @@ class Schedule:
   posterior_mean_coef1: jnp.ndarray
   posterior_mean_coef2: jnp.ndarray
   timestep_map: jnp.ndarray  # spaced index -> original timestep the model sees
+  # The noise's correlation between consecutive frames (see correlate_frames): part of the chain's
+  # definition, so training, every sampler and the stream draw the same kind of noise.
+  noise_correlation: float = flax.struct.field(pytree_node=False, default=0.0)
 
   @property
   def num_steps(self):
     return self.betas.shape[0]
 
 
-def make_schedule(kind='cosine', num_timesteps=1000, respacing=''):
-  """The chain for `kind` with `num_timesteps` steps, respaced as `respacing` (see space_timesteps).
+def make_schedule(kind='cosine', num_timesteps=1000, respacing='', noise_correlation=0.0):
+  """The chain for `kind` with `num_timesteps` steps, respaced as `respacing` (see space_timesteps),
+  whose noise has `noise_correlation` between consecutive frames (0: white, the paper's).
 
   Respaced betas are recomputed from alpha-bar at the kept steps, so the kept steps have exactly the
   original alpha-bar; the model is still called with the original timestep (no rescaling).
@@ -124,7 +128,13 @@ def make_schedule(kind='cosine', num_timesteps=1000, respacing=''):
                   posterior_mean_coef2=f32(
                       (1.0 - cumprod_prev) * np.sqrt(alphas) / (1.0 - cumprod)),
                   timestep_map=jnp.asarray(kept, jnp.int32),
-                 )
+                  noise_correlation=check_noise_correlation(noise_correlation))
+
+
+def check_noise_correlation(rho):
+  if not 0.0 <= rho < 1.0:
+    raise errors.ConfigError(f'diffusion.noise_correlation must be in [0, 1), got {rho!r}')
+  return float(rho)
 
 
 def _per_sample(v, like):
@@ -179,15 +189,46 @@ def noise_at(key, frame, per_frame_shape, dtype=jnp.float32):
   return jax.random.normal(jax.random.fold_in(key, frame), per_frame_shape, dtype)
 
 
-def frame_noise(key, shape, dtype=jnp.float32):
-  """Standard normal noise [B, T, ...] where frame f's values depend only on (key, f).
+def frame_noise(key, shape, dtype=jnp.float32, correlation=0.0):
+  """Standard normal noise [B, T, ...] where frame f's values depend only on (key, frames <= f).
 
   Drawing each frame from its own folded key makes a whole-sequence chain and a frame-by-frame
-  (streaming) chain see identical noise, whatever the sequence length.
+  (streaming) chain see identical noise, whatever the sequence length; `correlation` makes it
+  correlated over frames (correlate_frames).
   """
   per_frame = (shape[0],) + tuple(shape[2:])
   draw = lambda f: noise_at(key, f, per_frame, dtype)
-  return jnp.moveaxis(jax.vmap(draw)(jnp.arange(shape[1])), 0, 1)
+  return correlate_frames(jnp.moveaxis(jax.vmap(draw)(jnp.arange(shape[1])), 0, 1), correlation)
+
+
+def correlate_frames(white, rho):
+  """Causal, stationary AR(1) noise over frames from white noise [B, T, ...] (frames on axis 1):
+  n_0 = w_0 and n_f = rho n_{f-1} + sqrt(1 - rho^2) w_f.
+
+  Every n_f is still standard normal, so the chain's formulas hold unchanged (the process is white
+  diffusion seen through a fixed linear map), but frame-to-frame differences shrink to
+  sqrt(2 (1 - rho)) of white noise's: noise a denoiser fails to remove makes a slow drift instead
+  of a shake. Causal, so frame f's noise needs only frames <= f (streams: next_correlated).
+  rho = 0 returns `white` itself (the paper's noise).
+  """
+  if not rho:
+    return white
+  frames = np.arange(white.shape[1])
+  lag = frames[:, None] - frames[None, :]
+  mix = np.where(lag >= 0, float(rho)**np.maximum(lag, 0), 0.0) * math.sqrt(1.0 - rho**2)
+  mix[:, 0] = float(rho)**frames
+  return jnp.einsum('fk,bk...->bf...',
+                    jnp.asarray(mix, white.dtype),
+                    white,
+                    precision=jax.lax.Precision.HIGHEST)
+
+
+def next_correlated(previous, white, frame, rho):
+  """Frame `frame`'s noise [B, ...] of correlate_frames from the previous frame's noise and this
+  frame's white draw, for chains that run frame by frame."""
+  if not rho:
+    return white
+  return jnp.where(frame == 0, white, rho * previous + math.sqrt(1.0 - rho**2) * white)
 
 
 def chain_noise_keys(key):
@@ -232,7 +273,8 @@ def sample_loop(denoise_fn: Callable,
                 method='ddim',
                 eta=0.0,
                 x_init=None):
-  """Runs the reverse chain from x_T ~ N(0, I) to x_0 with `lax.scan`.
+  """Runs the reverse chain from x_T ~ N(0, I) (correlated over frames as the schedule says) to x_0
+  with `lax.scan`.
 
   Args:
     denoise_fn: (x_t [B, T, ...], timestep [B] original scale) -> x0 prediction.
@@ -246,12 +288,13 @@ def sample_loop(denoise_fn: Callable,
   check_method(method)
   n = schedule.num_steps
   init_key, step_key = chain_noise_keys(key)
-  x = frame_noise(init_key, shape) if x_init is None else x_init
+  rho = schedule.noise_correlation
+  x = frame_noise(init_key, shape, correlation=rho) if x_init is None else x_init
 
   def step(x, i):
     t = jnp.full((shape[0],), i, jnp.int32)
     x0 = denoise_fn(x, schedule.timestep_map[t])
-    noise = frame_noise(step_key(i), shape, x.dtype)
+    noise = frame_noise(step_key(i), shape, x.dtype, rho)
     return reverse_step(schedule, method, x0, x, t, noise, eta), None
 
   x, _ = jax.lax.scan(step, x, jnp.arange(n - 1, -1, -1))

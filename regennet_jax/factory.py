@@ -69,7 +69,7 @@ def make_model(config, num_actions, for_sampling=False):
 def make_schedule(config, respacing=''):
   """The diffusion chain of config.diffusion, respaced as `respacing` ('' keeps every step)."""
   return diffusion.make_schedule(config.diffusion.noise_schedule, config.diffusion.num_timesteps,
-                                 respacing)
+                                 respacing, config.diffusion.noise_correlation)
 
 
 def make_sampler(config, num_actions, respacing=None, method=None):

@@ -174,14 +174,22 @@ def diffusion_loss(denoise_fn, schedule, batch, key, rest_joints, weights: LossW
   x0, actor, mask = batch['reactor'], batch['actor'], batch['mask']
   t_key, noise_key = jax.random.split(key)
   t = jax.random.randint(t_key, (x0.shape[0],), 0, schedule.num_steps)
-  x_t = diffusion.q_sample(schedule, x0, t, jax.random.normal(noise_key, x0.shape, x0.dtype))
+  noise = diffusion.correlate_frames(jax.random.normal(noise_key, x0.shape, x0.dtype),
+                                     schedule.noise_correlation)
+  x_t = diffusion.q_sample(schedule, x0, t, noise)
   pred = denoise_fn(x_t, schedule.timestep_map[t])
   loss, terms = _weighted_loss(actor, x0, pred, mask, rest_joints, weights)
   terms['t'] = t
   return loss, terms
 
 
-def distillation_loss(student_fn, teacher_fn, batch, key, rest_joints, weights: LossWeights):
+def distillation_loss(student_fn,
+                      teacher_fn,
+                      batch,
+                      key,
+                      rest_joints,
+                      weights: LossWeights,
+                      noise_correlation=0.0):
   """A one-step student's objective: from the same x_T ~ N(0, I), the student's single pass should
   give what the teacher's chain gives, measured with the training terms (the teacher's output
   stands where the real reactor stands in diffusion_loss).
@@ -190,12 +198,14 @@ def distillation_loss(student_fn, teacher_fn, batch, key, rest_joints, weights: 
     student_fn: x_T [B,T,56,6] -> reaction (one pass, differentiated).
     teacher_fn: x_T -> reaction (the teacher's whole chain; no gradient flows into it).
     batch: dict with 'actor' [B, T, 56, 6] and 'mask' [B, T] ('reactor' only gives the shape).
+    noise_correlation: of the teacher's chain (diffusion.correlate_frames), for x_T.
   Returns:
     (scalar mean loss, dict of [B] terms including 'loss').
   """
   actor, mask = batch['actor'], batch['mask']
   # Per-frame draws, as the samplers make x_T: the student meets at sampling the noise it learnt on.
-  x_T = diffusion.frame_noise(key, batch['reactor'].shape, batch['reactor'].dtype)
+  x_T = diffusion.frame_noise(key, batch['reactor'].shape, batch['reactor'].dtype,
+                              noise_correlation)
   target = jax.lax.stop_gradient(teacher_fn(x_T))
   return _weighted_loss(actor, target, student_fn(x_T), mask, rest_joints, weights)
 

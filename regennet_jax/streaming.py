@@ -3,7 +3,8 @@
 The online denoiser is strictly causal, so the whole-sequence chain factorises over frames: at
 diffusion step i, frame f's prediction needs only x_i and the actor at frames <= f. A stream keeps,
 for every diffusion step, the self-attention keys/values of the frames seen so far (a KV cache per
-step and layer, sized to `max_frames`), and draws frame f's noise from per-frame keys. Each new
+step and layer, sized to `max_frames`), and draws frame f's noise from per-frame keys (with
+`schedule.noise_correlation`, continuing each step's draw of the previous frame). Each new
 frame then costs one single-token pass per diffusion step -- constant, whatever the history length
 (attention reads a fixed-size masked buffer) -- and the stream reproduces `sample.make_sampler` on
 the whole sequence with the same key. The cross-attention output of each step and layer depends
@@ -51,24 +52,30 @@ def make_stream_step(model,
                      eta=0.0,
                      guidance_scale=1.0,
                      cross_from_cache=False):
-  """(params, caches, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, caches).
+  """(params, state, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, state).
 
-  cross_from_cache: for frames after the first, which wrote the cross-attention outputs.
+  state: {'model': the caches of every step (_make_caches), 'noise': [steps + 1, B, 56, 6] the
+  previous frame's noise draws}. cross_from_cache: for frames after the first, which wrote the
+  cross-attention outputs.
   """
   decoder = model.clone(decode=True, cross_from_cache=cross_from_cache)
   guided = sample_lib.uses_guidance(model, guidance_scale)
   n = schedule.num_steps
+  rho = schedule.noise_correlation
 
-  def step(params, caches, actor_frame, label, frame, key):
+  def step(params, state, actor_frame, label, frame, key):
     init_key, step_key = diffusion.chain_noise_keys(key)
     batch = actor_frame.shape[0]
     frame_shape = (batch,) + actor_frame.shape[1:]
-    # The same per-frame draws as diffusion.frame_noise in sample_loop.
-    x = diffusion.noise_at(init_key, frame, frame_shape, actor_frame.dtype)
+    # The same per-frame draws as diffusion.frame_noise in sample_loop; correlated noise continues
+    # from the previous frame's draw of the same step (state['noise'][i]; x_T's at [n]).
+    draw = lambda k, previous: diffusion.next_correlated(
+        previous, diffusion.noise_at(k, frame, frame_shape, actor_frame.dtype), frame, rho)
+    x_T = draw(init_key, state['noise'][n])
     positions = frame[None]
 
     def body(x, inputs):
-      i, cache = inputs
+      i, cache, previous = inputs
       t = jnp.full((batch,), i, jnp.int32)
       updated = {}  # the step's cache after this frame, captured from the (possibly CFG) call
 
@@ -89,11 +96,14 @@ def make_stream_step(model,
 
       denoise = diffusion.classifier_free_guidance(model_fn, guidance_scale) if guided else model_fn
       x0 = denoise(x[:, None], schedule.timestep_map[t])[:, 0]
-      noise = diffusion.noise_at(step_key(i), frame, frame_shape, x.dtype)
-      return diffusion.reverse_step(schedule, method, x0, x, t, noise, eta), updated['cache']
+      noise = draw(step_key(i), previous)
+      return diffusion.reverse_step(schedule, method, x0, x, t, noise,
+                                    eta), (updated['cache'], noise)
 
-    x, caches = jax.lax.scan(body, x, (jnp.arange(n), caches), reverse=True)
-    return x, caches
+    x, (caches, noises) = jax.lax.scan(body,
+                                       x_T, (jnp.arange(n), state['model'], state['noise'][:n]),
+                                       reverse=True)
+    return x, {'model': caches, 'noise': jnp.concatenate([noises, x_T[None]])}
 
   return step
 
@@ -132,10 +142,17 @@ class ReactionStream:
     devices = mesh.shape['data'] if mesh is not None else 1
     self.rows = -(-batch_size // devices) * devices  # streams computed: B padded
     rows_sharding = NamedSharding(mesh, P('data')) if mesh is not None else None
-    caches = _make_caches(model.clone(decode=True), schedule.num_steps, self.rows, max_frames,
-                          guided)
-    # Keys/values [steps, B (2B guided), frames, heads, dim] split by stream; the frame counters
-    # [steps] are replicated.
+    caches = {
+        'model':
+            _make_caches(model.clone(decode=True), schedule.num_steps, self.rows, max_frames,
+                         guided),
+        'noise':
+            jnp.zeros(
+                (schedule.num_steps + 1, self.rows, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS),
+                jnp.float32)
+    }
+    # Keys/values [steps, B (2B guided), frames, heads, dim] and the noise [steps + 1, B, 56, 6]
+    # split by stream; the frame counters [steps] are replicated.
     caches_sharding = None if mesh is None else jax.tree_util.tree_map(
         lambda c: NamedSharding(mesh,
                                 P(None, 'data') if c.ndim > 1 else P()), caches)

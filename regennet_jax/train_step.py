@@ -97,7 +97,8 @@ def make_distill_step(config,
 
     def loss_fn(params):
       student = lambda x_T: model.apply({'params': params}, x_T, t, actor, label)
-      return losses.distillation_loss(student, teacher, batch, noise_key, rest_joints, weights)
+      return losses.distillation_loss(student, teacher, batch, noise_key, rest_joints, weights,
+                                      config.diffusion.noise_correlation)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     return _apply_gradients(config, tx, state, loss, terms, grads, learning_rate)

@@ -35,15 +35,15 @@ def test_unknown_names_are_refused_with_the_choices(field):
     config_check.validate(_with(**{field: 'nope'}))
 
 
-@pytest.mark.parametrize('field, value, allowed', [('train.learning_rate', -0.005, '> 0'),
-                                                   ('train.keep_checkpoints', 0, '>= 1'),
-                                                   ('train.num_steps', 0, '>= 1'),
-                                                   ('train.ema_decay', 1.0, r'in \[0, 1\)'),
-                                                   ('model.dropout', 1.0, r'in \[0, 1\)'),
-                                                   ('data.swap_prob', 1.5, r'in \[0, 1\]'),
-                                                   ('sample.chunk_size', -1, '>= 0'),
-                                                   ('stream.max_frames', -1, '>= 1'),
-                                                   ('stream.batch_size', 0, '>= 1')])
+@pytest.mark.parametrize('field, value, allowed',
+                         [('train.learning_rate', -0.005, '> 0'),
+                          ('train.keep_checkpoints', 0, '>= 1'), ('train.num_steps', 0, '>= 1'),
+                          ('train.ema_decay', 1.0, r'in \[0, 1\)'),
+                          ('model.dropout', 1.0, r'in \[0, 1\)'),
+                          ('diffusion.noise_correlation', 1.0, r'in \[0, 1\)'),
+                          ('data.swap_prob', 1.5, r'in \[0, 1\]'),
+                          ('sample.chunk_size', -1, '>= 0'), ('stream.max_frames', -1, '>= 1'),
+                          ('stream.batch_size', 0, '>= 1')])
 def test_out_of_range_values_are_refused(field, value, allowed):
   with pytest.raises(errors.ConfigError, match=rf'config\.{field}={value!r}: must be {allowed}'):
     config_check.validate(_with(**{field: value}))

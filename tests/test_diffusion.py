@@ -131,6 +131,11 @@ def test_frame_noise_is_independent_of_sequence_length():
   np.testing.assert_array_equal(long[:, :4], short)
   assert not np.allclose(long[:, 0], long[:, 1])
   np.testing.assert_allclose(float(long.std()), 1.0, atol=0.05)
+  correlated = diffusion.frame_noise(key, (3, 10, 56, 6), correlation=0.8)
+  np.testing.assert_allclose(diffusion.frame_noise(key, (3, 4, 56, 6), correlation=0.8),
+                             correlated[:, :4],
+                             atol=1e-6)
+  np.testing.assert_array_equal(correlated[:, 0], long[:, 0])
 
 
 def test_cfg_combines_both_halves_of_one_call():
@@ -165,3 +170,30 @@ def test_online_sampling_chain_is_causal():
   out2 = np.asarray(generate(actor.at[:, 6:].set(0.0)))
   np.testing.assert_array_equal(out2[:, :6], out[:, :6])
   assert not np.allclose(out2[:, 6:], out[:, 6:])
+
+
+def test_correlated_noise_is_standard_normal_causal_and_smooth():
+  rho = 0.9
+  white = jax.random.normal(jax.random.PRNGKey(0), (8192, 12, 3))
+  noise = np.asarray(diffusion.correlate_frames(white, rho))
+  # Every frame is still standard normal ...
+  np.testing.assert_allclose(noise.std(axis=(0, 2)), 1.0, atol=0.03)
+  # ... neighbours are correlated by rho, so frame-to-frame steps shrink to sqrt(2 (1 - rho)).
+  np.testing.assert_allclose(np.corrcoef(noise[:, 1:].ravel(), noise[:, :-1].ravel())[0, 1],
+                             rho,
+                             atol=0.01)
+  np.testing.assert_allclose(np.diff(noise, axis=1).std(), np.sqrt(2 * (1 - rho)), rtol=0.03)
+  # Causal: later white draws never reach earlier frames.
+  later_changed = np.asarray(diffusion.correlate_frames(white.at[:, 7:].set(0.0), rho))
+  np.testing.assert_array_equal(later_changed[:, :7], noise[:, :7])
+  assert not np.allclose(later_changed[:, 7:], noise[:, 7:])
+  # Frame by frame (as a stream draws it) gives the same noise.
+  previous, frames = jnp.zeros_like(white[:, 0]), []
+  for f in range(white.shape[1]):
+    previous = diffusion.next_correlated(previous, white[:, f], f, rho)
+    frames.append(previous)
+  np.testing.assert_allclose(np.stack(frames, axis=1), noise, atol=1e-5)
+  # rho = 0 is the paper's white noise.
+  assert diffusion.correlate_frames(white, 0.0) is white
+  with pytest.raises(ValueError, match=r'noise_correlation must be in \[0, 1\), got 1.0'):
+    diffusion.make_schedule('cosine', 1000, noise_correlation=1.0)

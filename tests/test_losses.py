@@ -230,3 +230,25 @@ def test_diffusion_loss_trains_a_tiny_model():
   for _ in range(10):
     p = step(p)
   assert float(jax.jit(loss_fn)(p, jax.random.PRNGKey(1))[0]) < float(loss)
+
+
+@pytest.mark.parametrize('rho', [0.0, 0.95])
+def test_training_noises_with_the_schedules_noise(rho):
+  # The noise training adds is correlated over frames exactly as the schedule's samplers draw it.
+  rng = np.random.default_rng(4)
+  batch = {
+      'actor': jnp.asarray(_motion(rng, 256, 24)),
+      'reactor': jnp.zeros((256, 24, 56, 6)),
+      'mask': jnp.ones((256, 24))
+  }
+  seen = {}
+
+  def spy(x_t, t):
+    seen['x_t'] = x_t
+    return x_t
+
+  sched = diffusion.make_schedule('cosine', 1000, noise_correlation=rho)
+  losses.diffusion_loss(spy, sched, batch, jax.random.PRNGKey(0), REST, losses.LossWeights())
+  x_t = np.asarray(seen['x_t'])  # sqrt(1 - abar_t) noise, since x0 = 0
+  lag1 = np.corrcoef(x_t[:, 1:].ravel(), x_t[:, :-1].ravel())[0, 1]
+  np.testing.assert_allclose(lag1, rho, atol=0.02)

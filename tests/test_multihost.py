@@ -57,21 +57,24 @@ def _tiny(**overrides):
 
 
 def test_two_hosts_train_resume_and_sample_like_one(tmp_path):
+  # With noise correlated over frames: a stream then also carries each step's last noise draw,
+  # split over the hosts like its caches.
+  tiny = lambda **o: _tiny(**{'diffusion.noise_correlation': 0.5, **o})
   straight = tmp_path / 'straight'
-  outs = _finish(_start(straight, _tiny(**{'train.num_steps': 4})))
+  outs = _finish(_start(straight, tiny(**{'train.num_steps': 4})))
   assert last_json(outs[0][0])['steps'] == 4 and '"steps"' not in outs[1][0]  # process 0 reports
   assert sorted(os.listdir(straight / 'checkpoints')) == ['2', '4']
   assert [json.loads(line)['step'] for line in open(straight / 'metrics.jsonl')] == [1, 2, 3, 4]
   resumed = tmp_path / 'resumed'
-  _finish(_start(resumed, _tiny(**{'train.num_steps': 2})))
-  outs = _finish(_start(resumed, _tiny(**{'train.num_steps': 4})))
+  _finish(_start(resumed, tiny(**{'train.num_steps': 2})))
+  outs = _finish(_start(resumed, tiny(**{'train.num_steps': 4})))
   assert 'Resumed from' in outs[0][0] + outs[0][1]
   np.testing.assert_allclose(_losses(resumed), _losses(straight), rtol=1e-5)
   # Sampling over both hosts' devices gives what one process gives, and one process writes.
   sample = ['--mode=sample', '--config.sample.num_samples=6', '--config.sample.batch_size=2']
-  _finish(_start(straight, _tiny() + sample))
+  _finish(_start(straight, tiny() + sample))
   two = np.load(straight / 'samples' / 'test_reactions.npz')['reactor']
-  proc = run([f'--workdir={straight}'] + _tiny() + sample)
+  proc = run([f'--workdir={straight}'] + tiny() + sample)
   assert proc.returncode == 0, proc.stderr[-3000:]
   one = np.load(straight / 'samples' / 'test_reactions.npz')['reactor']
   assert two.shape == one.shape == (6, 12, 56, 6)
@@ -79,13 +82,13 @@ def test_two_hosts_train_resume_and_sample_like_one(tmp_path):
   # Three simultaneous streams over both hosts' devices (padded to four) stream what one process
   # streams, agree with the whole-sequence sampler, and one process writes the report.
   stream = ['--mode=stream', '--config.stream.batch_size=3', '--config.stream.max_frames=12']
-  outs = _finish(_start(straight, _tiny() + stream))
+  outs = _finish(_start(straight, tiny() + stream))
   report = last_json(outs[0][0])
   assert '"latency"' not in outs[1][0]
   assert report['processes'] == 2 and report['devices'] == 2 and report['streams'] == 3
   assert report['max_abs_difference_to_whole_sequence_sampler'] < 1e-4
   two = np.load(straight / 'samples' / 'stream_reactions.npz')['reactor']
-  proc = run([f'--workdir={straight}'] + _tiny() + stream)
+  proc = run([f'--workdir={straight}'] + tiny() + stream)
   assert proc.returncode == 0, proc.stderr[-3000:]
   one = np.load(straight / 'samples' / 'stream_reactions.npz')['reactor']
   assert two.shape == one.shape == (3, 12, 56, 6)

@@ -22,13 +22,14 @@ def _setup(**model_kwargs):
   return model, params, actor, label
 
 
-@pytest.mark.parametrize('method, respacing, use_pos_emb', [('ddim', 'ddim5', True),
-                                                            ('ddpm', 'ddim5', True),
-                                                            ('ddim', '3', True),
-                                                            ('ddim', 'trailing2', False)])
-def test_stream_reproduces_the_whole_sequence_sampler(method, respacing, use_pos_emb):
+@pytest.mark.parametrize('method, respacing, use_pos_emb, noise_correlation',
+                         [('ddim', 'ddim5', True, 0.0), ('ddpm', 'ddim5', True, 0.0),
+                          ('ddim', '3', True, 0.0), ('ddim', 'trailing2', False, 0.0),
+                          ('ddpm', 'ddim5', True, 0.9)])
+def test_stream_reproduces_the_whole_sequence_sampler(method, respacing, use_pos_emb,
+                                                      noise_correlation):
   model, params, actor, label = _setup(use_pos_emb=use_pos_emb)
-  sched = diffusion.make_schedule('cosine', 1000, respacing)
+  sched = diffusion.make_schedule('cosine', 1000, respacing, noise_correlation)
   key = jax.random.PRNGKey(3)
   full = np.asarray(jax.jit(sample.make_sampler(model, sched, method))(params, actor, label, key))
   stream = streaming.ReactionStream(model,
