@@ -58,8 +58,9 @@ def main():
     rows = []
     for t in TIMESTEPS:
       ts = jnp.full((len(actor),), t, jnp.int32)
-      x_t = diffusion.q_sample(schedule, reactor, ts,
-                               jax.random.normal(jax.random.PRNGKey(t), reactor.shape))
+      noise = diffusion.correlate_frames(jax.random.normal(jax.random.PRNGKey(t), reactor.shape),
+                                         schedule.noise_correlation)
+      x_t = diffusion.q_sample(schedule, reactor, ts, noise)
       x0 = predict(x_t, ts)
       rows.append({
           't': t,

@@ -34,6 +34,7 @@ VARIANTS = {
     'offline': ['--config.model.arch=offline'],
     # The reactor's joint velocities as a loss term (losses.world_vel), against jitter.
     'world_velocity': ['--config.losses.world_vel=1'],
+    'world_velocity_5': ['--config.losses.world_vel=5'],
     'world_velocity_10': ['--config.losses.world_vel=10'],
     # The learning rate decayed along a half cosine to train.final_lr_fraction by the last step.
     'cosine_decay': ['--config.train.lr_schedule=cosine'],
@@ -51,6 +52,8 @@ VARIANTS['preconditioned_world_velocity'] = (VARIANTS['preconditioned'] +
 for rho in ('0.9', '0.98'):
   VARIANTS[f'preconditioned_correlated_{rho}'] = (VARIANTS['preconditioned'] +
                                                   [f'--config.diffusion.noise_correlation={rho}'])
+VARIANTS['preconditioned_correlated_0.98_world_velocity_5'] = (
+    VARIANTS['preconditioned_correlated_0.98'] + VARIANTS['world_velocity_5'])
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')
 
 
