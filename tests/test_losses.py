@@ -252,3 +252,25 @@ def test_training_noises_with_the_schedules_noise(rho):
   x_t = np.asarray(seen['x_t'])  # sqrt(1 - abar_t) noise, since x0 = 0
   lag1 = np.corrcoef(x_t[:, 1:].ravel(), x_t[:, :-1].ravel())[0, 1]
   np.testing.assert_allclose(lag1, rho, atol=0.02)
+
+
+def test_a_students_x_T_has_the_teachers_noise():
+  rng = np.random.default_rng(5)
+  batch = {
+      'actor': jnp.asarray(_motion(rng, 256, 24)),
+      'reactor': jnp.zeros((256, 24, 56, 6)),
+      'mask': jnp.ones((256, 24))
+  }
+  for rho in (0.0, 0.9):
+    seen = {}
+
+    def student(x_T):
+      seen['x_T'] = x_T
+      return x_T
+
+    losses.distillation_loss(student, lambda x_T: x_T, batch, jax.random.PRNGKey(1), REST,
+                             losses.LossWeights(), rho)
+    x_T = np.asarray(seen['x_T'])
+    np.testing.assert_allclose(np.corrcoef(x_T[:, 1:].ravel(), x_T[:, :-1].ravel())[0, 1],
+                               rho,
+                               atol=0.02)
