@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from configs import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +34,12 @@ TINY_OVERRIDES = {
     'sample.batch_size': 4,
     'sample.num_samples': 4,
 }
+
+
+def lag1_correlation(x):
+  """Correlation between neighbouring frames of [B, T, ...] samples (frames on axis 1)."""
+  x = np.asarray(x)
+  return np.corrcoef(x[:, 1:].ravel(), x[:, :-1].ravel())[0, 1]
 
 
 def tiny_config(**overrides):
