@@ -64,7 +64,8 @@ def write_outputs(config, workdir, batch, generated, names, class_names, sheet_r
                         class_names,
                         real_reactor=batch['reactor'],
                         names=names,
-                        fps=fps)
+                        fps=fps,
+                        lengths=batch['mask'].sum(1))
   betas = tuple(config.body.betas) or None
   smplx_files = export.export_reactions(os.path.join(out_dir, 'smplx'), batch['actor'], generated,
                                         batch['label'], class_names, fps, rest, names, betas)
@@ -280,7 +281,8 @@ def stream_from_checkpoint(config, workdir, splits):
                                       class_names,
                                       real_reactor=batch['reactor'],
                                       names=names,
-                                      fps=config.data.fps)
+                                      fps=config.data.fps,
+                                      lengths=batch['mask'].sum(1))
   with open(os.path.join(workdir, 'stream_report.json'), 'w') as f:
     json.dump(result, f, indent=2)
   return result

@@ -180,21 +180,33 @@ def to_axis_angle(motion):
   return aa, np.asarray(motion[..., skeleton.TRANSLATION_ROW, :3])
 
 
-def save_npz(path, actor, reactor, labels, class_names, real_reactor=None, names=None, fps=30):
-  """Writes generated reactions with everything needed to inspect or animate them.
+def save_npz(path,
+             actor,
+             reactor,
+             labels,
+             class_names,
+             real_reactor=None,
+             names=None,
+             fps=30,
+             lengths=None):
+  """Writes generated reactions with everything needed to inspect, animate or score them.
 
-  actor [N, T, 56, 6]; reactor [N, T, 56, 6] or [N, K, T, 56, 6] (K reactions per actor).
+  actor [N, T, 56, 6]; reactor [N, T, 56, 6] or [N, K, T, 56, 6] (K reactions per actor);
+  lengths [N]: valid frames of each window (default: all T).
   """
   actor_aa, actor_tr = to_axis_angle(actor)
   reactor_aa, reactor_tr = to_axis_angle(reactor)
   extra = {}
   if real_reactor is not None:
     extra['real_reactor'] = real_reactor
+  length = np.full(len(labels), actor.shape[1]) if lengths is None else np.asarray(lengths)
   np.savez_compressed(path,
                       actor=actor,
                       reactor=reactor,
                       label=labels,
                       action=np.array([class_names[i] for i in labels]),
+                      class_names=np.array(class_names),
+                      length=length.astype(np.int32),
                       name=np.array(names if names is not None else [''] * len(labels)),
                       actor_axis_angle=actor_aa,
                       actor_translation=actor_tr,

@@ -10,6 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from regennet_jax import errors
+from regennet_jax.data import sources
+from regennet_jax.evaluation import monitor
 from tests.helpers import ENV, ROOT, RUN, cli_overrides, tiny_config
 from tests.helpers import last_json as _last_json
 from tests.helpers import run as _run
@@ -39,6 +42,19 @@ def test_train_then_sample(tmp_path, smplx_npz):
     assert set(per_class[name]) == {'real', 'generated'}
     assert per_class[name]['real']['count'] == sum(data['action'] == name)
     assert 0.0 <= per_class[name]['generated']['penetration_frequency'] <= 1.0
+  # The saved reactions rescore to the report's table without the model (what
+  # bench/interaction_table.py does with runs scored by older metrics), also from a file that
+  # predates the saved lengths and class names, given the test split.
+  npz = os.path.join(workdir, 'samples', 'test_reactions.npz')
+  as_json = lambda table: json.loads(json.dumps(table))
+  assert as_json(monitor.score_saved_reactions(tiny_config(), npz)) == per_class
+  older = str(tmp_path / 'older.npz')
+  np.savez(older, **{k: v for k, v in data.items() if k not in ('length', 'class_names')})
+  with pytest.raises(errors.DataError, match='older file'):
+    monitor.score_saved_reactions(tiny_config(), older)
+  _, test_src, class_names = sources.load_splits(tiny_config().data)
+  assert as_json(monitor.score_saved_reactions(tiny_config(), older, test_src,
+                                               class_names)) == per_class
 
   data = np.load(os.path.join(workdir, 'samples', 'test_reactions.npz'))
   assert data['reactor'].shape == data['actor'].shape == data['real_reactor'].shape

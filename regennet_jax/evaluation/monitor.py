@@ -25,10 +25,17 @@ from regennet_jax.evaluation import recognizer as recognizer_lib
 def test_windows(config, test_src, count):
   """The first `count` test sequences as windows from frame 0, stacked, and their names."""
   indices = range(min(count, len(test_src)))
-  batch = pipeline.stack_windows(test_src, indices,
-                                 pipeline.Windowing(config.data.num_frames, crop='start'),
-                                 np.random.default_rng(0))
-  return batch, [str(test_src[i].get('name', i)) for i in indices]
+  return _first_frame_windows(config, test_src, indices), [_name(test_src, i) for i in indices]
+
+
+def _first_frame_windows(config, source, indices):
+  return pipeline.stack_windows(source, indices,
+                                pipeline.Windowing(config.data.num_frames, crop='start'),
+                                np.random.default_rng(0))
+
+
+def _name(source, i):
+  return str(source[i].get('name', i))
 
 
 class QualityMonitor:
@@ -88,6 +95,36 @@ class QualityMonitor:
       scalars['fid'] = metrics_lib.fid(self.real_features, feats)
       scalars['accuracy'] = metrics_lib.accuracy(logits, self.batch['label'])
     return scalars, table, generated
+
+
+def score_saved_reactions(config, path, test_src=None, class_names=None):
+  """The per-class table (as report.json's) of reactions saved by `sample.save_npz`, e.g. a run's
+  samples/test_reactions.npz: rescores a run's own samples with the current interaction metrics,
+  without its model. With K reactions per actor, the first is scored.
+
+  Files written before the window lengths and class names were saved need the test split and the
+  class names they were drawn from (`sources.load_splits`)."""
+  with np.load(path) as saved:
+    data = {k: saved[k] for k in saved.files}
+  if 'real_reactor' not in data:
+    raise errors.DataError(f'{path}: no real_reactor field, nothing to score against')
+  if 'length' not in data or 'class_names' not in data:
+    if test_src is None or class_names is None:
+      raise errors.DataError(f'{path} has no window lengths or class names (an older file): '
+                             'pass the test split and class names it was sampled from')
+    index = {_name(test_src, i): i for i in range(len(test_src))}
+    missing = [str(name) for name in data['name'] if str(name) not in index]
+    if missing:
+      raise errors.DataError(f'{path}: {len(missing)} of its sequences are not in the test split '
+                             f'given (e.g. {missing[0]!r})')
+    batch = _first_frame_windows(config, test_src, [index[str(name)] for name in data['name']])
+    data['length'], data['class_names'] = batch['mask'].sum(1), np.array(class_names)
+  rest = factory.make_rest_joints(config)
+  generated = data['reactor'] if data['reactor'].ndim == 4 else data['reactor'][:, 0]
+  actor, real, gen = (
+      render.world_joints(m, rest) for m in (data['actor'], data['real_reactor'], generated))
+  return interaction.compare(actor, real, gen, data['label'], [str(c) for c in data['class_names']],
+                             float(data['fps']), data['length'])
 
 
 def summary_scalars(table):
