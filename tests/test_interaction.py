@@ -95,6 +95,31 @@ def test_pushed_back_dodge_retreat_and_wave_are_recognised():
   assert not interaction.event('wave_back', actor, brief, FPS)[0]
 
 
+def test_being_pushed_back_counts_from_the_actors_onset_not_from_frame_0():
+  frames = 40
+  # Moved along x or z by a path through (frame, metres) knots.
+  path = lambda knots, axis: np.interp(np.arange(frames), *zip(*knots))[:, None, None] * axis
+  x, z = np.array([1.0, 0, 0]), np.array([0, 0, 1.0])
+  actor = _still(frames) + path([(0, 0), (10, 0), (16, 0.3), (39, 0.3)], z)
+  assert 10 < interaction.onset(actor) < 16  # the actor steps in
+  reactor = _still(frames, at=(0, 0, 1.0), turn=True)
+  # It stands where an online reactor cannot yet know a push is coming, steps 30 cm in once the
+  # actor has started, then is pushed back 25 cm: 5 cm short of where it began.
+  stepped_in = reactor + path([(0, 0), (16, 0), (22, -0.3), (32, -0.05), (39, -0.05)], z)
+  assert interaction.event('pushed_back', actor, stepped_in, FPS)[0]
+  assert not interaction.event('retreat', actor, stepped_in, FPS)[0]  # 25 cm: too short
+  further = reactor + path([(0, 0), (16, 0), (22, -0.3), (32, 0.1), (39, 0.1)], z)
+  assert interaction.event('retreat', actor, further, FPS)[0]  # 40 cm back
+  # Backing away (or stepping aside) before the actor moves answers nothing.
+  early = reactor + path([(0, 0), (8, 0.4), (39, 0.4)], z)
+  assert not interaction.event('pushed_back', actor, early, FPS)[0]
+  assert not interaction.event('retreat', actor, early, FPS)[0]
+  assert not interaction.event('dodge', actor, reactor + path([(0, 0), (8, 0.3),
+                                                               (39, 0.3)], x), FPS)[0]
+  assert interaction.event('dodge', actor, reactor + path([(0, 0), (20, 0), (30, 0.3),
+                                                           (39, 0.3)], x), FPS)[0]
+
+
 def test_embrace_needs_both_palms_on_the_partners_back():
   actor = _still(5)
   reactor = _still(5, at=(0, 0, 0.35), turn=True)

@@ -22,7 +22,7 @@ HAND_POINTS = (20, 21, 28, 43)  # left/right wrist, left/right palm centre (midd
 CONTACT_DISTANCE_M = 0.10  # hand points closer than this touch
 ONSET_DISPLACEMENT_M = 0.15  # a person starts moving when a body joint has moved this far
 EMBRACE_BAND_M = (0.35, 0.45, 0.25)  # |lateral|, below, above the partner's upper spine
-PUSHED_BACK_M = 0.20  # the reactor's pelvis moves this far away from the actor
+PUSHED_BACK_M = 0.20  # the reactor's pelvis moves this far back (see event: from when)
 RETREAT_M = 0.30
 DODGE_M = 0.15  # the reactor's head leaves its starting line this far sideways
 WAVE_MIN_SECONDS = 0.25  # a hand held above the head this long answers a wave
@@ -96,22 +96,22 @@ def embraces(actor, reactor):
   return around[0] & around[1]
 
 
-def _away_axis(actor, reactor):
-  """Horizontal unit vector from the actor's pelvis to the reactor's, at the first frame."""
-  axis = reactor[0, _PELVIS] - actor[0, _PELVIS]
+def _away_axis(actor, reactor, since=0):
+  """Horizontal unit vector from the actor's pelvis to the reactor's, at frame `since`."""
+  axis = reactor[since, _PELVIS] - actor[since, _PELVIS]
   axis = axis - axis[1] * _UP
   return axis / max(np.linalg.norm(axis), 1e-9)
 
 
-def moved_away(actor, reactor):
-  """[T]: how far (m) the reactor's pelvis has moved away from the actor since the first frame."""
-  return (reactor[:, _PELVIS] - reactor[0, _PELVIS]) @ _away_axis(actor, reactor)
+def moved_away(actor, reactor, since=0):
+  """[T]: how far (m) the reactor's pelvis has moved away from the actor since frame `since`."""
+  return (reactor[:, _PELVIS] - reactor[since, _PELVIS]) @ _away_axis(actor, reactor, since)
 
 
-def sideways(actor, reactor):
-  """[T]: how far (m) the reactor's head has left the actor-reactor line, sideways."""
-  side = np.cross(_UP, _away_axis(actor, reactor))
-  return np.abs((reactor[:, _HEAD] - reactor[0, _HEAD]) @ side)
+def sideways(actor, reactor, since=0):
+  """[T]: how far (m) the reactor's head has left the actor-reactor line of frame `since`."""
+  side = np.cross(_UP, _away_axis(actor, reactor, since))
+  return np.abs((reactor[:, _HEAD] - reactor[since, _HEAD]) @ side)
 
 
 def hand_above_head(reactor):
@@ -125,12 +125,20 @@ def event(kind, actor, reactor, fps):
     hits = hands_meet(actor, reactor)
   elif kind == 'embrace':
     hits = embraces(actor, reactor)
-  elif kind == 'pushed_back':
-    hits = moved_away(actor, reactor) > PUSHED_BACK_M
-  elif kind == 'retreat':
-    hits = moved_away(actor, reactor) > RETREAT_M
-  elif kind == 'dodge':
-    hits = sideways(actor, reactor) > DODGE_M
+  elif kind in ('pushed_back', 'retreat', 'dodge'):
+    # Counted from the frame the actor starts to move, not from frame 0: before it an online
+    # reactor cannot know which interaction is coming, while real reactors stand at the distance
+    # their class needs (a push at 0.5-0.62 m, a wave at 1.3-1.7 m). A reactor that stands at a
+    # typical distance, steps in when the push begins and is then pushed back 20 cm has been
+    # pushed back; moving before the actor does is no response to it.
+    since = max(onset(actor), 0)
+    hits = np.zeros(len(reactor), bool)
+    if kind == 'dodge':
+      hits[since:] = sideways(actor, reactor, since)[since:] > DODGE_M
+    else:
+      away = moved_away(actor, reactor, since)[since:]
+      back = away - np.minimum.accumulate(away)  # from the nearest it has come since
+      hits[since:] = back > (PUSHED_BACK_M if kind == 'pushed_back' else RETREAT_M)
   elif kind == 'wave_back':
     up = hand_above_head(reactor)
     hits = up & (np.cumsum(up) >= WAVE_MIN_SECONDS * fps)
