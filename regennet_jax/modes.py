@@ -173,7 +173,8 @@ def _write_report(workdir, config, result):
       f"gets a generated reaction ({result['sampling']}); the real reactor of the same actor is "
       'the reference. success: the class\'s physical event happens (hands meet, arms close '
       'around the other body, the pushed body moves back, the punched head leaves the fist\'s '
-      'path, the wave is answered, the approached body backs away); latency: how long after the '
+      'path, the wave is answered, the approached body backs away; the three displacements '
+      'count from the actor\'s start); latency: how long after the '
       'actor starts moving the reactor does (> 0: it reacts, never anticipates); penetration: '
       'share of frames and mean volume where the bodies overlap by more than 1 cm; foot skate: '
       'share of frames where a planted foot slides; jitter: speed of the pelvis motion that a '
