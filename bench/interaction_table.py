@@ -36,6 +36,12 @@ def score(workdir):
     return monitor.score_saved_reactions(config, path, test_src, class_names)
 
 
+def _stats(rows):
+  """{field: (mean, 95% half-width)} over runs of one class's real or generated rows."""
+  fields = ('success_rate',) + FIELDS
+  return {f: interval(v) for f in fields if (v := [r[f] for r in rows if r[f] is not None])}
+
+
 def cell(values, spec='.2f'):
   values = [v for v in values if v is not None]
   if not values:
@@ -63,16 +69,8 @@ def main():
     gen = [t[name]['generated'] for t in tables]
     ratios = [g['success_rate'] / r['success_rate'] for r, g in zip(real, gen) if r['success_rate']]
     per_class[name] = {
-        'real': {
-            f: interval([r[f] for r in real if r[f] is not None])
-            for f in ('success_rate',) + FIELDS
-            if real[0][f] is not None
-        },
-        'generated': {
-            f: interval([g[f] for g in gen if g[f] is not None])
-            for f in ('success_rate',) + FIELDS
-            if any(g[f] is not None for g in gen)
-        },
+        'real': _stats(real),
+        'generated': _stats(gen),
         'ratio': interval(ratios) if ratios else None
     }
     pair = lambda f, spec: f"{cell([r[f] for r in real], spec)} / {cell([g[f] for g in gen], spec)}"
