@@ -370,8 +370,12 @@ def _summarize(seqs, kind):
 
 def compare(actor, real, generated, labels, class_names, fps, lengths=None):
   """{class: {'real': per_class row, 'generated': per_class row}} for the same actors."""
-  real_rows = per_class(actor, real, labels, class_names, fps, lengths)
-  gen_rows = per_class(actor, generated, labels, class_names, fps, lengths)
+  return side_by_side(per_class(actor, real, labels, class_names, fps, lengths),
+                      per_class(actor, generated, labels, class_names, fps, lengths))
+
+
+def side_by_side(real_rows, gen_rows):
+  """compare's table from the two per_class results (real rows may be computed once, reused)."""
   return {name: {'real': real_rows[name], 'generated': gen_rows[name]} for name in real_rows}
 
 

@@ -83,12 +83,7 @@ class QualityMonitor:
     gen_joints = render.world_joints(generated, self.rest)
     gen_rows = interaction.per_class(self.actor_joints, gen_joints, self.batch['label'],
                                      self.class_names, self.config.data.fps, self.lengths)
-    table = {
-        name: {
-            'real': self.real_rows[name],
-            'generated': gen_rows[name]
-        } for name in self.real_rows
-    }
+    table = interaction.side_by_side(self.real_rows, gen_rows)
     scalars = summary_scalars(table)
     if self.recognizer is not None:
       logits, feats = self.recognizer(recognizer_lib.pair_input(self.batch['actor'], generated))
