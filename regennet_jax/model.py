@@ -504,9 +504,15 @@ class Denoiser(nn.Module):
       return out
     abar = jnp.asarray(self.alphas_cumprod, jnp.float32)[timesteps][:, None, None, None]
     x_t = jnp.concatenate([x_t] * copies) if copies > 1 else x_t
-    var, sd2 = (1.0 - abar) / abar, self.sigma_data**2
-    c_skip, c_out = sd2 / (var + sd2), jnp.sqrt(var * sd2 / (var + sd2))
+    c_skip, c_out = preconditioning(abar, self.sigma_data)
     return (c_skip * x_t / jnp.sqrt(abar) + c_out * out).astype(x_t.dtype)
+
+
+def preconditioning(abar, sigma_data):
+  """(c_skip, c_out) of prediction='preconditioned' at alpha-bar `abar` (any shape): x0 =
+  c_skip x_t / sqrt(abar) + c_out F, noise level sigma^2 = (1 - abar) / abar."""
+  var, sd2 = (1.0 - abar) / abar, sigma_data**2
+  return sd2 / (var + sd2), jnp.sqrt(var * sd2 / (var + sd2))
 
 
 def count_params(params):

@@ -1,0 +1,115 @@
+"""Where along the sampling chain a trained denoiser's reactors start to shake.
+
+  python bench/chain_jitter.py --runs=runs/default,runs/other [--method=ddpm --respacing=ddim5]
+
+Runs the reverse chain (the evaluation's sampler by default) on test windows from frame 0 and, at
+every step, reports the frame-to-frame jitter of the reactor's translation (the interaction
+metric's: m/s left after a 5-frame moving average; real reactors ~0.01) in:
+
+  x_t            the chain's current sample, divided by sqrt(alpha-bar) (data scale);
+  x0             the denoiser's prediction;
+  x0_noise_mean  the prediction averaged over --draws chains with different noise but the same
+                 actors: the part of the shake that the noise does not cause (a pattern of the
+                 network's own, e.g. from the position encoding);
+and, for model.prediction='preconditioned', the prediction's two terms: `skip` (c_skip x_t /
+sqrt(alpha-bar), the noisy input passed through) and `network` (c_out F). A shake already present
+at the first steps, where x_t is pure noise and the skip term is negligible, comes from the
+network's output itself, not from noise it fails to remove (README, "Training recipe").
+"""
+
+import argparse
+
+from common import emit, windows_in_model_frame
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import synthetic as synthetic_config
+from regennet_jax import checkpoints
+from regennet_jax import diffusion
+from regennet_jax import factory
+from regennet_jax import model as model_lib
+from regennet_jax.body import skeleton
+from regennet_jax.data import sources
+from regennet_jax.evaluation import interaction
+
+
+def jitter(translation, fps):
+  """[B, T, 3] -> the mean over windows of interaction.path_jitter (m/s)."""
+  return float(np.mean([interaction.path_jitter(p, fps) for p in np.asarray(translation)]))
+
+
+def chain(config, params, num_actions, actor, label, key, method, respacing):
+  """Every step's (original timestep, x_t, x0 prediction) of one chain, in sampling order."""
+  model = factory.make_model(config, num_actions, for_sampling=True)
+  schedule = factory.make_schedule(config, respacing)
+  predict = jax.jit(lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label))
+  init_key, step_key = diffusion.chain_noise_keys(key)
+  rho = schedule.noise_correlation
+  shape = actor.shape
+  x = diffusion.frame_noise(init_key, shape, correlation=rho)
+  steps = []
+  for i in range(schedule.num_steps - 1, -1, -1):
+    t = jnp.full((shape[0],), i, jnp.int32)
+    x0 = predict(x, schedule.timestep_map[t])
+    steps.append((int(schedule.timestep_map[i]), x, x0))
+    noise = diffusion.frame_noise(step_key(i), shape, x.dtype, rho)
+    x = diffusion.reverse_step(schedule, method, x0, x, t, noise)
+  return steps
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--runs', required=True, help='comma-separated trained workdirs')
+  parser.add_argument('--windows', type=int, default=64, help='test windows (from frame 0)')
+  parser.add_argument('--draws', type=int, default=4, help='chains per window, different noise')
+  parser.add_argument('--method', default=None, help="'ddpm' or 'ddim' (default: eval.method)")
+  parser.add_argument('--respacing', default=None, help='default: eval.respacing')
+  args = parser.parse_args()
+  results = {}
+  tr = skeleton.TRANSLATION_ROW
+  for run in args.runs.split(','):
+    config = synthetic_config.get_config()
+    checkpoints.adopt_run_config(run, config)
+    method = args.method or config.eval.method
+    respacing = args.respacing or config.eval.respacing
+    _, test, names = sources.load_splits(config.data)
+    params, step = factory.load_sampling_params(config, run, len(names))
+    actor, reactor, label = windows_in_model_frame(config, test, args.windows)
+    alphas = np.asarray(factory.make_schedule(config).alphas_cumprod)
+    fps = config.data.fps
+    draws = [
+        chain(config, params, len(names), actor, label, jax.random.PRNGKey(d), method, respacing)
+        for d in range(args.draws)
+    ]
+    rows = []
+    for k, (t, x_t, x0) in enumerate(draws[0]):
+      abar = float(alphas[t])
+      row = {
+          't': t,
+          'x_t': jitter(x_t[:, :, tr, :3] / np.sqrt(abar), fps),
+          'x0': jitter(x0[:, :, tr, :3], fps),
+          'x0_noise_mean': jitter(np.mean([d[k][2][:, :, tr, :3] for d in draws], axis=0), fps),
+      }
+      if config.model.prediction == 'preconditioned':
+        c_skip, _ = model_lib.preconditioning(abar, config.model.sigma_data)
+        skip = float(c_skip) * x_t[:, :, tr, :3] / np.sqrt(abar)
+        row.update(c_skip=float(c_skip),
+                   skip=jitter(skip, fps),
+                   network=jitter(x0[:, :, tr, :3] - skip, fps))
+      rows.append(row)
+    results[run] = {
+        'checkpoint_step': step,
+        'prediction': config.model.prediction,
+        'noise_correlation': config.diffusion.noise_correlation,
+        'sampler': f'{method} on {respacing}',
+        'real_jitter_m_per_s': jitter(reactor[:, :, tr, :3], fps),
+        'by_step': rows
+    }
+  emit({'benchmark': 'chain_jitter', 'windows': args.windows, 'draws': args.draws, 'runs': results})
+
+
+if __name__ == '__main__':
+  main()
