@@ -52,6 +52,9 @@ VARIANTS['preconditioned_world_velocity'] = (VARIANTS['preconditioned'] +
 for rho in ('0.9', '0.98'):
   VARIANTS[f'preconditioned_correlated_{rho}'] = (VARIANTS['preconditioned'] +
                                                   [f'--config.diffusion.noise_correlation={rho}'])
+# The same about the training reactors' mean instead of zero (model.center='data').
+VARIANTS['preconditioned_correlated_0.9_centred'] = (VARIANTS['preconditioned_correlated_0.9'] +
+                                                     ['--config.model.center=data'])
 VARIANTS['preconditioned_correlated_0.98_world_velocity_5'] = (
     VARIANTS['preconditioned_correlated_0.98'] + VARIANTS['world_velocity_5'])
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')

@@ -42,6 +42,10 @@ def get_config():
   # output by the noise level against sigma_data, the data's spread per feature (model.py).
   c.model.prediction = 'x0'
   c.model.sigma_data = 0.1
+  # 'preconditioned' about 'zero' (EDM's) or about the training reactors' mean ('data'), which
+  # training computes into model.reactor_mean and saves with the run.
+  c.model.center = 'zero'
+  c.model.reactor_mean = ()
   c.model.cond_mode = 'no_cond'  # 'no_cond' (unconstrained, the paper's main setting) or 'action'
   c.model.cond_mask_prob = 0.0  # >0 with cond_mode='action' enables classifier-free guidance
   c.model.dtype = 'float32'  # 'bfloat16' for faster steps on TPU/GPU

@@ -17,6 +17,7 @@ CHOICES = {
     'model.fusion': ('concat', 'add'),
     'model.cond_mode': ('no_cond', 'action'),
     'model.prediction': ('x0', 'preconditioned'),
+    'model.center': ('zero', 'data'),
     'model.dtype': ('float32', 'bfloat16'),
     'model.matmul_dtype': ('float32', 'bfloat16'),
     'diffusion.noise_schedule': ('cosine', 'linear'),

@@ -19,10 +19,12 @@ from regennet_jax import diffusion
 from regennet_jax import distill
 from regennet_jax import errors
 from regennet_jax import losses
+from regennet_jax import pair_frame
 from regennet_jax import sample
 from regennet_jax import sharding
 from regennet_jax import train_step as train_step_lib
 from regennet_jax.body import skeleton
+from regennet_jax.data import pipeline
 from regennet_jax.model import Denoiser
 
 MATMUL_DTYPES = ('float32', 'bfloat16')
@@ -63,7 +65,43 @@ def make_model(config, num_actions, for_sampling=False):
                   actor_positions_rest=rest,
                   prediction=m.prediction,
                   sigma_data=m.sigma_data,
+                  reactor_mean=_reactor_mean_of(m),
                   alphas_cumprod=alphas_cumprod)
+
+
+def _reactor_mean_of(m):
+  if m.prediction != 'preconditioned' or m.center == 'zero':
+    return ()
+  if not m.reactor_mean:
+    raise errors.ConfigError(
+        "model.center='data' but model.reactor_mean is empty: training fills it from the training "
+        'reactors (factory.fill_reactor_mean) and saves it in the run\'s config.json, which '
+        'sampling, streaming and evaluation read; give --workdir of a trained run.')
+  return tuple(float(v) for v in m.reactor_mean)
+
+
+def reactor_mean(config, train_src, count=1024):
+  """The mean per feature of the training reactors as the denoiser sees them (in the actor's frame
+  when model.actor_frame): flat [56 * 6] floats, over the first `count` training sequences'
+  windows from frame 0. Deterministic, so every host computes the same."""
+  windowing = pipeline.Windowing(config.data.num_frames, crop='start')
+  batch = pipeline.stack_windows(train_src, range(min(count, len(train_src))), windowing,
+                                 np.random.default_rng(0))
+  actor, reactor = jnp.asarray(batch['actor']), jnp.asarray(batch['reactor'])
+  if config.model.actor_frame:
+    _, reactor, _ = pair_frame.to_actor_frame(actor, reactor)
+  valid = np.asarray(reactor)[np.asarray(batch['mask'], bool)]  # [frames, 56, 6]
+  return tuple(float(v) for v in valid.mean(0).reshape(-1))
+
+
+def fill_reactor_mean(config, workdir, train_src):
+  """Sets model.reactor_mean for model.center='data' before training: the run's stored value
+  when it resumes (config.json), else computed from `train_src`."""
+  m = config.model
+  if m.prediction != 'preconditioned' or m.center == 'zero' or m.reactor_mean:
+    return
+  stored = (checkpoints.read_run_config(workdir) or {}).get('model', {}).get('reactor_mean')
+  m.reactor_mean = tuple(stored) if stored else reactor_mean(config, train_src)
 
 
 def make_schedule(config, respacing=''):

@@ -43,9 +43,10 @@ def train(config: ml_collections.ConfigDict,
   """
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
+  train_src, test_src, class_names = splits or sources.load_splits(config.data)
+  factory.fill_reactor_mean(config, workdir, train_src)
   if is_main:
     checkpoints.save_run_config(workdir, config)
-  train_src, test_src, class_names = splits or sources.load_splits(config.data)
   setup = factory.make_training(config, len(class_names), devices)
   data_size, num_hosts = setup.mesh.shape['data'], jax.process_count()
   if config.train.batch_size % data_size or config.train.batch_size % num_hosts:

@@ -225,6 +225,35 @@ def test_preconditioned_prediction_mixes_x_t_and_the_network_output(arch):
     _init(Denoiser(prediction='preconditioned', **TINY), x, t, actor)
 
 
+def test_preconditioned_about_the_reactor_mean_shifts_only_where_x_t_is_not_kept():
+  abar = np.cumprod(1.0 - diffusion.betas_for('cosine', 1000))
+  sd = 0.1
+  mean = np.random.default_rng(3).normal(size=(56, 6)).astype(np.float32)
+  common = dict(prediction='preconditioned', sigma_data=sd, alphas_cumprod=tuple(abar.tolist()))
+  about_zero = Denoiser(**common, **TINY)
+  about_mean = Denoiser(**common, reactor_mean=tuple(mean.reshape(-1).tolist()), **TINY)
+  x, _, actor = _inputs()
+  t = jnp.array([0, 999])
+  params = _init(about_zero, x, t, actor)  # the mean is a constant, not a parameter
+  zero = about_zero.apply(params, x, t, actor)
+  shifted = about_mean.apply(params, x, t, actor)
+  # x0 = mu + c_skip (x_t / sqrt(abar) - mu) + c_out F: the same as about zero plus (1 - c_skip) mu.
+  for i in range(B):
+    a = abar[int(t[i])]
+    c_skip = sd**2 / ((1 - a) / a + sd**2)
+    np.testing.assert_allclose(shifted[i] - zero[i],
+                               np.broadcast_to((1 - c_skip) * mean, (T, 56, 6)),
+                               rtol=1e-4,
+                               atol=1e-4)
+  # Pure noise: the prediction sits around the mean, not around zero; nearly clean: x_t is kept.
+  assert np.abs(np.asarray(shifted[1] - mean)).mean() < 0.5 * np.abs(mean).mean()
+  assert np.abs(np.asarray(shifted[0] - zero[0])).max() < 0.05 * np.abs(mean).max()
+  with pytest.raises(ValueError, match='reactor_mean'):
+    _init(Denoiser(reactor_mean=(0.0,) * 336, **TINY), x, t, actor)  # an x0 model
+  with pytest.raises(ValueError, match='336 values'):
+    _init(Denoiser(**common, reactor_mean=(0.0,) * 5, **TINY), x, t, actor)
+
+
 def test_single_token_cross_attention_equals_general_attention():
   from regennet_jax.model import SingleTokenCrossAttention
   import flax.linen as nn

@@ -73,13 +73,17 @@ def test_stream_with_classifier_free_guidance():
 
 def test_stream_of_a_preconditioned_model_reproduces_the_whole_sequence_sampler():
   abar = tuple(np.cumprod(1.0 - diffusion.betas_for('cosine', 1000)).tolist())
-  model, params, actor, label = _setup(prediction='preconditioned', alphas_cumprod=abar)
-  sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
-  key = jax.random.PRNGKey(4)
-  full = np.asarray(jax.jit(sample.make_sampler(model, sched))(params, actor, label, key))
-  stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
-  frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
-  np.testing.assert_allclose(frames, full, atol=2e-5)
+  mean = tuple(np.random.default_rng(5).normal(size=56 * 6).tolist())
+  for centre in ((), mean):  # about zero, and about a reactor mean
+    model, params, actor, label = _setup(prediction='preconditioned',
+                                         alphas_cumprod=abar,
+                                         reactor_mean=centre)
+    sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
+    key = jax.random.PRNGKey(4)
+    full = np.asarray(jax.jit(sample.make_sampler(model, sched))(params, actor, label, key))
+    stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
+    frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
+    np.testing.assert_allclose(frames, full, atol=2e-5)
 
 
 def test_frames_after_the_first_read_the_cross_attention_output_it_cached():

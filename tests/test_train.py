@@ -8,9 +8,13 @@ import jax
 import numpy as np
 import pytest
 
+from regennet_jax import checkpoints
 from regennet_jax import errors
 from regennet_jax import factory
+from regennet_jax import pair_frame
 from regennet_jax import train as train_lib
+from regennet_jax.data import pipeline
+from regennet_jax.data import sources
 from tests.helpers import ROOT, tiny_config
 
 
@@ -63,6 +67,39 @@ def test_resume_refuses_a_different_model(tmp_path):
                                    str(tmp_path),
                                    progress=False)
   assert int(state.step) == 5 and summary["start_step"] == 3
+
+
+def test_centring_on_the_data_stores_the_reactor_mean_with_the_run(tmp_path):
+  centred = {'model.prediction': 'preconditioned', 'model.center': 'data', 'train.num_steps': 3}
+  config = tiny_config(**centred)
+  train_src, _, _ = sources.load_splits(config.data)
+  train_lib.train(config, str(tmp_path), progress=False)
+  stored = json.load(open(tmp_path / 'config.json'))['model']['reactor_mean']
+  # The mean of the training reactors in the actor's frame: the reactor faces the actor, so its
+  # root's first rot6d column points backwards (about -1 where the actor's is +1).
+  windows = pipeline.stack_windows(train_src, range(len(train_src)),
+                                   pipeline.Windowing(config.data.num_frames, crop='start'),
+                                   np.random.default_rng(0))
+  _, reactor, _ = pair_frame.to_actor_frame(windows['actor'], windows['reactor'])
+  want = np.asarray(reactor)[np.asarray(windows['mask'], bool)].mean(0)
+  np.testing.assert_allclose(np.reshape(stored, (56, 6)), want, atol=1e-5)
+  assert stored[0] < -0.5
+  # A resumed run keeps the stored value (its network was trained around it).
+  marked = json.load(open(tmp_path / 'config.json'))
+  marked['model']['reactor_mean'] = [0.25] * 336
+  json.dump(marked, open(tmp_path / 'config.json', 'w'))
+  state, summary = train_lib.train(tiny_config(**{
+      **centred, 'train.num_steps': 4
+  }),
+                                   str(tmp_path),
+                                   progress=False)
+  assert summary['start_step'] == 3 and int(state.step) == 4
+  assert json.load(open(tmp_path / 'config.json'))['model']['reactor_mean'] == [0.25] * 336
+  # Sampling builds the model from the run's config; without it the mean is missing.
+  with pytest.raises(errors.ConfigError, match='reactor_mean is empty'):
+    factory.make_model(tiny_config(**centred), 8, for_sampling=True)
+  sampling = checkpoints.adopt_run_config(str(tmp_path), tiny_config(**centred))
+  assert factory.make_model(sampling, 8, for_sampling=True).reactor_mean == (0.25,) * 336
 
 
 def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
