@@ -57,6 +57,8 @@ VARIANTS['preconditioned_correlated_0.9_centred'] = (VARIANTS['preconditioned_co
                                                      ['--config.model.center=data'])
 VARIANTS['preconditioned_correlated_0.98_world_velocity_5'] = (
     VARIANTS['preconditioned_correlated_0.98'] + VARIANTS['world_velocity_5'])
+VARIANTS['preconditioned_correlated_0.98_world_velocity_5_centred'] = (
+    VARIANTS['preconditioned_correlated_0.98_world_velocity_5'] + ['--config.model.center=data'])
 METRICS = ('fid', 'accuracy', 'diversity', 'multimodality', 'precision', 'recall')
 
 
