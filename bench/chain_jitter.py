@@ -19,7 +19,7 @@ network's output itself, not from noise it fails to remove (README, "Training re
 
 import argparse
 
-from common import emit, windows_in_model_frame
+from common import emit, mean_jitter, windows_in_model_frame
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +32,6 @@ from regennet_jax import factory
 from regennet_jax import model as model_lib
 from regennet_jax.body import skeleton
 from regennet_jax.data import sources
-from regennet_jax.evaluation import interaction
-
-
-def jitter(translation, fps):
-  """[B, T, 3] -> the mean over windows of interaction.path_jitter (m/s)."""
-  return float(np.mean([interaction.path_jitter(p, fps) for p in np.asarray(translation)]))
 
 
 def chain(config, params, num_actions, actor, label, key, method, respacing):
@@ -88,24 +82,28 @@ def main():
     for k, (t, x_t, x0) in enumerate(draws[0]):
       abar = float(alphas[t])
       row = {
-          't': t,
-          'x_t': jitter(x_t[:, :, tr, :3] / np.sqrt(abar), fps),
-          'x0': jitter(x0[:, :, tr, :3], fps),
-          'x0_noise_mean': jitter(np.mean([d[k][2][:, :, tr, :3] for d in draws], axis=0), fps),
+          't':
+              t,
+          'x_t':
+              mean_jitter(x_t[:, :, tr, :3] / np.sqrt(abar), fps),
+          'x0':
+              mean_jitter(x0[:, :, tr, :3], fps),
+          'x0_noise_mean':
+              mean_jitter(np.mean([d[k][2][:, :, tr, :3] for d in draws], axis=0), fps),
       }
       if config.model.prediction == 'preconditioned':
         c_skip, _ = model_lib.preconditioning(abar, config.model.sigma_data)
         skip = float(c_skip) * x_t[:, :, tr, :3] / np.sqrt(abar)
         row.update(c_skip=float(c_skip),
-                   skip=jitter(skip, fps),
-                   network=jitter(x0[:, :, tr, :3] - skip, fps))
+                   skip=mean_jitter(skip, fps),
+                   network=mean_jitter(x0[:, :, tr, :3] - skip, fps))
       rows.append(row)
     results[run] = {
         'checkpoint_step': step,
         'prediction': config.model.prediction,
         'noise_correlation': config.diffusion.noise_correlation,
         'sampler': f'{method} on {respacing}',
-        'real_jitter_m_per_s': jitter(reactor[:, :, tr, :3], fps),
+        'real_jitter_m_per_s': mean_jitter(reactor[:, :, tr, :3], fps),
         'by_step': rows
     }
   emit({'benchmark': 'chain_jitter', 'windows': args.windows, 'draws': args.draws, 'runs': results})

@@ -22,6 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from regennet_jax import pair_frame  # noqa: E402
+from regennet_jax.evaluation import interaction  # noqa: E402
 from regennet_jax.evaluation import monitor  # noqa: E402
 
 # What the benchmarks call the sizes: the paper's NTU model, data and recipe (what the original
@@ -41,6 +42,11 @@ def respacing_for(steps):
   """A benchmark's step count -> the schedule's respacing: 'N' is the released ddimN, 'trailingN'
   stays as it is (N steps ending at t = 999; a one-pass student samples with trailing1)."""
   return steps if steps.startswith('trailing') else f'ddim{steps}'
+
+
+def mean_jitter(translation, fps):
+  """[B, T, 3] translations -> the mean over windows of interaction.path_jitter (m/s)."""
+  return float(np.mean([interaction.path_jitter(p, fps) for p in np.asarray(translation)]))
 
 
 def windows_in_model_frame(config, source, count):

@@ -12,11 +12,10 @@ high-noise error (README, "Training recipe").
 
 import argparse
 
-from common import emit, windows_in_model_frame
+from common import emit, mean_jitter, windows_in_model_frame
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from configs import synthetic as synthetic_config
 from regennet_jax import checkpoints
@@ -24,14 +23,8 @@ from regennet_jax import diffusion
 from regennet_jax import factory
 from regennet_jax.body import skeleton
 from regennet_jax.data import sources
-from regennet_jax.evaluation import interaction
 
 TIMESTEPS = (0, 5, 20, 50, 100, 200, 400, 600, 800, 999)
-
-
-def jitter(translation, fps):
-  """[B, T, 3] -> the mean over windows of interaction.path_jitter (m/s)."""
-  return float(np.mean([interaction.path_jitter(p, fps) for p in np.asarray(translation)]))
 
 
 def rms(a, b):
@@ -67,12 +60,12 @@ def main():
           'rotation_rms': rms(x0[:, :, :tr], reactor[:, :, :tr]),
           'translation_rms_m': rms(x0[:, :, tr, :3], reactor[:, :, tr, :3]),
           'noise_translation_rms_m': rms(x_t[:, :, tr, :3], reactor[:, :, tr, :3]),
-          'jitter_m_per_s': jitter(x0[:, :, tr, :3], config.data.fps)
+          'jitter_m_per_s': mean_jitter(x0[:, :, tr, :3], config.data.fps)
       })
     results[run] = {
         'checkpoint_step': step,
         'prediction': config.model.prediction,
-        'real_jitter_m_per_s': jitter(reactor[:, :, tr, :3], config.data.fps),
+        'real_jitter_m_per_s': mean_jitter(reactor[:, :, tr, :3], config.data.fps),
         'by_timestep': rows
     }
   emit({'benchmark': 'denoiser_error', 'windows': args.windows, 'runs': results})
