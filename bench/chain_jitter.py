@@ -22,7 +22,6 @@ import argparse
 from common import emit, mean_jitter, windows_in_model_frame
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from configs import synthetic as synthetic_config
@@ -38,19 +37,11 @@ def chain(config, params, num_actions, actor, label, key, method, respacing):
   """Every step's (original timestep, x_t, x0 prediction) of one chain, in sampling order."""
   model = factory.make_model(config, num_actions, for_sampling=True)
   schedule = factory.make_schedule(config, respacing)
-  predict = jax.jit(lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label))
-  init_key, step_key = diffusion.chain_noise_keys(key)
-  rho = schedule.noise_correlation
-  shape = actor.shape
-  x = diffusion.frame_noise(init_key, shape, correlation=rho)
-  steps = []
-  for i in range(schedule.num_steps - 1, -1, -1):
-    t = jnp.full((shape[0],), i, jnp.int32)
-    x0 = predict(x, schedule.timestep_map[t])
-    steps.append((int(schedule.timestep_map[i]), x, x0))
-    noise = diffusion.frame_noise(step_key(i), shape, x.dtype, rho)
-    x = diffusion.reverse_step(schedule, method, x0, x, t, noise)
-  return steps
+  denoise = lambda x_t, t: model.apply({'params': params}, x_t, t, actor, label)
+  _, (x_ts, x0s) = jax.jit(lambda k: diffusion.sample_loop(
+      denoise, schedule, actor.shape, k, method=method, trajectory=True))(key)
+  timesteps = np.asarray(schedule.timestep_map)[::-1]
+  return [(int(t), x_t, x0) for t, x_t, x0 in zip(timesteps, x_ts, x0s)]
 
 
 def main():

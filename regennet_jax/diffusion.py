@@ -272,7 +272,8 @@ def sample_loop(denoise_fn: Callable,
                 key,
                 method='ddim',
                 eta=0.0,
-                x_init=None):
+                x_init=None,
+                trajectory=False):
   """Runs the reverse chain from x_T ~ N(0, I) (correlated over frames as the schedule says) to x_0
   with `lax.scan`.
 
@@ -282,8 +283,11 @@ def sample_loop(denoise_fn: Callable,
       (with ddim5 that is t=800 -- a known quirk of the original kept for parity).
     shape: [B, T, ...] of the sample.
     method: 'ddpm' (ancestral, FIXED_SMALL) or 'ddim'.
+    trajectory: also return every step's input and prediction (diagnostics, e.g.
+      bench/chain_jitter.py).
   Returns:
-    x_0 with `shape`.
+    x_0 with `shape`; with `trajectory`, (x_0, (x_t, x0_pred)), both [num_steps, *shape] in
+    sampling order (the step at the last kept timestep first).
   """
   check_method(method)
   n = schedule.num_steps
@@ -295,7 +299,7 @@ def sample_loop(denoise_fn: Callable,
     t = jnp.full((shape[0],), i, jnp.int32)
     x0 = denoise_fn(x, schedule.timestep_map[t])
     noise = frame_noise(step_key(i), shape, x.dtype, rho)
-    return reverse_step(schedule, method, x0, x, t, noise, eta), None
+    return reverse_step(schedule, method, x0, x, t, noise, eta), (x, x0) if trajectory else None
 
-  x, _ = jax.lax.scan(step, x, jnp.arange(n - 1, -1, -1))
-  return x
+  x, steps = jax.lax.scan(step, x, jnp.arange(n - 1, -1, -1))
+  return (x, steps) if trajectory else x

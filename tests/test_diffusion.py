@@ -118,9 +118,20 @@ def test_sampler_calls_model_with_original_timesteps_high_to_low():
     jax.debug.callback(lambda tt: calls.append(int(tt[0])), t)
     return jnp.zeros_like(x_t)
 
-  diffusion.sample_loop(spy, sched, (1, 2, 56, 6), jax.random.PRNGKey(0), method='ddpm')
+  final = diffusion.sample_loop(spy, sched, (1, 2, 56, 6), jax.random.PRNGKey(0), method='ddpm')
   jax.effects_barrier()
   assert calls == [800, 600, 400, 200, 0]
+  # The trajectory is the same chain, step by step: each step's input follows from the previous
+  # one, and the first is the chain's initial noise.
+  again, (x_ts, x0s) = diffusion.sample_loop(spy,
+                                             sched, (1, 2, 56, 6),
+                                             jax.random.PRNGKey(0),
+                                             method='ddpm',
+                                             trajectory=True)
+  np.testing.assert_array_equal(again, final)
+  assert x_ts.shape == x0s.shape == (5, 1, 2, 56, 6) and not np.allclose(x_ts[0], x_ts[1])
+  init_key, _ = diffusion.chain_noise_keys(jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(x_ts[0], diffusion.frame_noise(init_key, (1, 2, 56, 6)))
   with pytest.raises(ValueError, match='ddpm'):
     diffusion.sample_loop(spy, sched, (1, 2, 56, 6), jax.random.PRNGKey(0), method='euler')
 
