@@ -69,8 +69,12 @@ def make_model(config, num_actions, for_sampling=False):
                   alphas_cumprod=alphas_cumprod)
 
 
+def _centred_on_data(m):
+  return m.prediction == 'preconditioned' and m.center == 'data'
+
+
 def _reactor_mean_of(m):
-  if m.prediction != 'preconditioned' or m.center == 'zero':
+  if not _centred_on_data(m):
     return ()
   if not m.reactor_mean:
     raise errors.ConfigError(
@@ -98,7 +102,7 @@ def fill_reactor_mean(config, workdir, train_src):
   """Sets model.reactor_mean for model.center='data' before training: the run's stored value
   when it resumes (config.json), else computed from `train_src`."""
   m = config.model
-  if m.prediction != 'preconditioned' or m.center == 'zero' or m.reactor_mean:
+  if not _centred_on_data(m) or m.reactor_mean:
     return
   stored = (checkpoints.read_run_config(workdir) or {}).get('model', {}).get('reactor_mean')
   m.reactor_mean = tuple(stored) if stored else reactor_mean(config, train_src)
