@@ -42,8 +42,9 @@ def get_config():
   # output by the noise level against sigma_data, the data's spread per feature (model.py).
   c.model.prediction = 'x0'
   c.model.sigma_data = 0.1
-  # 'preconditioned' about 'zero' (EDM's) or about the training reactors' mean ('data'), which
-  # training computes into model.reactor_mean and saves with the run.
+  # x0 about 'zero' (the paper's; EDM's) or about the training reactors' mean ('data', which
+  # training computes into model.reactor_mean and saves with the run; with 'x0' the network
+  # outputs the deviation from it in units of sigma_data).
   c.model.center = 'zero'
   c.model.reactor_mean = ()
   c.model.cond_mode = 'no_cond'  # 'no_cond' (unconstrained, the paper's main setting) or 'action'

@@ -70,7 +70,7 @@ def make_model(config, num_actions, for_sampling=False):
 
 
 def _centred_on_data(m):
-  return m.prediction == 'preconditioned' and m.center == 'data'
+  return m.center == 'data'
 
 
 def _reactor_mean_of(m):

@@ -385,12 +385,15 @@ class Denoiser(nn.Module):
       Every caller still gets x0. Where the noise is below the data's own spread, x0 is then
       mostly x_t: a small network predicting x0 directly never learns to copy its input through
       its layers (its x0 error stays at its high-noise level down to t = 0).
-    sigma_data: the data's standard deviation per feature, for 'preconditioned'.
-    reactor_mean: 'preconditioned' about this point instead of 0 (flat [56 * 6], e.g. the
-      training reactors' mean, factory.reactor_mean): x0 = mu + c_skip (x_t / sqrt(abar) - mu) +
-      c_out F. () is EDM's zero. Karras et al. assume zero-mean data; a reactor's rot6d features
-      sit near large constants (its root turned to face the actor, arms down), so about zero F has
-      to output those constants in units of sigma_data (up to ~1 / sigma_data).
+    sigma_data: the data's standard deviation per feature: for 'preconditioned', and for 'x0' about
+      `reactor_mean`.
+    reactor_mean: x0 about this point instead of 0 (flat [56 * 6], e.g. the training reactors'
+      mean, factory.reactor_mean). 'x0': x0 = mu + sigma_data F, the network outputs the reactor's
+      deviation from the mean in units of the data's spread. 'preconditioned': x0 = mu +
+      c_skip (x_t / sqrt(abar) - mu) + c_out F. () is zero (the paper's x0; EDM's). A reactor's
+      rot6d features sit near large constants (its root turned to face the actor, arms down): about
+      zero the last layer must first learn those constants before any motion, and
+      'preconditioned' F outputs them in units of sigma_data (up to ~1 / sigma_data).
     alphas_cumprod: abar for every original timestep (tuple, [num_timesteps]); needed by
       'preconditioned'.
   """
@@ -431,11 +434,10 @@ class Denoiser(nn.Module):
     if self.prediction == 'preconditioned' and self.alphas_cumprod is None:
       raise errors.ConfigError(
           "model.prediction='preconditioned' needs the noise schedule (alphas_cumprod)")
-    if self.reactor_mean and (self.prediction != 'preconditioned' or
-                              len(self.reactor_mean) != self.njoints * self.nfeats):
-      raise errors.ConfigError(f"model.reactor_mean needs model.prediction='preconditioned' and "
-                               f'{self.njoints * self.nfeats} values, got {self.prediction!r} and '
-                               f'{len(self.reactor_mean)} values')
+    if self.reactor_mean and len(self.reactor_mean) != self.njoints * self.nfeats:
+      raise errors.ConfigError(f'model.reactor_mean needs {self.njoints * self.nfeats} values (one '
+                               f'per feature of [{self.njoints}, {self.nfeats}]), got '
+                               f'{len(self.reactor_mean)}')
     if not self.use_pos_emb and self.arch != 'online':
       raise errors.ConfigError('model.use_pos_emb=False needs the causal online arch: without a '
                                'position encoding the offline encoder cannot tell frame order')
@@ -511,14 +513,14 @@ class Denoiser(nn.Module):
       h = self.encoder(tokens, memory, mask, deterministic, copies=copies)
     out = self.output_process(h)
     out = out.reshape(copies * batch, frames, self.njoints, self.nfeats).astype(x_t.dtype)
-    if self.prediction == 'x0':
-      return out
-    abar = jnp.asarray(self.alphas_cumprod, jnp.float32)[timesteps][:, None, None, None]
-    x_t = jnp.concatenate([x_t] * copies) if copies > 1 else x_t
-    c_skip, c_out = preconditioning(abar, self.sigma_data)
     mean = 0.0
     if self.reactor_mean:
       mean = jnp.asarray(self.reactor_mean, jnp.float32).reshape(self.njoints, self.nfeats)
+    if self.prediction == 'x0':
+      return (mean + self.sigma_data * out).astype(x_t.dtype) if self.reactor_mean else out
+    abar = jnp.asarray(self.alphas_cumprod, jnp.float32)[timesteps][:, None, None, None]
+    x_t = jnp.concatenate([x_t] * copies) if copies > 1 else x_t
+    c_skip, c_out = preconditioning(abar, self.sigma_data)
     return (mean + c_skip * (x_t / jnp.sqrt(abar) - mean) + c_out * out).astype(x_t.dtype)
 
 

@@ -65,6 +65,7 @@ def test_without_position_encoding_frames_differ_only_by_what_they_see():
   from configs import synthetic
   config = synthetic.get_config()
   config.model.use_pos_emb = False
+  config.model.center = 'zero'  # no trained run to take the reactors' mean from
   assert factory.make_model(config, 8).use_pos_emb is False  # the config switch reaches the model
   x, t, actor = _inputs()
   still = lambda m: jnp.broadcast_to(m[:, :1], m.shape)  # every frame a copy of the first
@@ -248,10 +249,26 @@ def test_preconditioned_about_the_reactor_mean_shifts_only_where_x_t_is_not_kept
   # Pure noise: the prediction sits around the mean, not around zero; nearly clean: x_t is kept.
   assert np.abs(np.asarray(shifted[1] - mean)).mean() < 0.5 * np.abs(mean).mean()
   assert np.abs(np.asarray(shifted[0] - zero[0])).max() < 0.05 * np.abs(mean).max()
-  with pytest.raises(ValueError, match='reactor_mean'):
-    _init(Denoiser(reactor_mean=(0.0,) * 336, **TINY), x, t, actor)  # an x0 model
   with pytest.raises(ValueError, match='336 values'):
     _init(Denoiser(**common, reactor_mean=(0.0,) * 5, **TINY), x, t, actor)
+
+
+def test_x0_about_the_reactor_mean_is_the_mean_plus_sigma_data_times_the_output():
+  sd = 0.07
+  mean = np.random.default_rng(4).normal(size=(56, 6)).astype(np.float32)
+  plain = Denoiser(**TINY)
+  centred = Denoiser(sigma_data=sd, reactor_mean=tuple(mean.reshape(-1).tolist()), **TINY)
+  x, _, actor = _inputs()
+  t = jnp.array([0, 999])
+  params = _init(plain, x, t, actor)
+  out = np.asarray(plain.apply(params, x, t, actor))
+  x0 = np.asarray(centred.apply(params, x, t, actor))
+  # At every noise level, unlike 'preconditioned': x_t never enters x0 except through the network.
+  np.testing.assert_allclose(x0, mean + sd * out, rtol=1e-4, atol=1e-5)
+  # A fresh network outputs values of order one, so a centred one starts near the mean.
+  assert np.abs(x0 - mean).max() < 0.2 * np.abs(mean).max() < np.abs(out - mean).max()
+  with pytest.raises(ValueError, match='336 values'):
+    _init(Denoiser(reactor_mean=(0.0,) * 5, **TINY), x, t, actor)
 
 
 def test_single_token_cross_attention_equals_general_attention():
