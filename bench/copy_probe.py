@@ -76,6 +76,7 @@ def main():
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args()
   config = load_config(args.preset)
+  config.model.center = 'zero'  # the probe feeds and reads the network itself (--feed)
   train_source, test_source, _ = sources.load_splits(config.data)
   train = windows_in_model_frame(config, train_source, 512)
   test = windows_in_model_frame(config, test_source, 64)

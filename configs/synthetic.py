@@ -27,6 +27,10 @@ def get_config(recipe='fast'):
     # Half the windows from a sequence's first frame: reactions generated from an actor's first
     # frame (streams, the per-class checks) start still instead of drifting (README, "Recipe").
     c.data.start_prob = 0.5
+    # The network outputs the reactor's deviation from the training reactors' mean in units of
+    # their spread (about 0.07 per feature): every class's interaction in 2,000 steps (README).
+    c.model.center = 'data'
+    c.model.sigma_data = 0.07
   c.recognizer.width = 0.25  # a slim evaluator: ~1/16 of the paper's cost on a CPU
   c.recognizer.batch_size = 16
   c.recognizer.num_steps = 500

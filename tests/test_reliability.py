@@ -144,7 +144,7 @@ def test_broken_skeleton_files_are_named_and_skippable(tmp_path):
 
 
 def test_streams_refuse_inconsistent_settings_and_non_finite_frames():
-  model = factory.make_model(tiny_config(), 8, for_sampling=True)
+  model = factory.make_model(tiny_config(**{'model.center': 'zero'}), 8, for_sampling=True)
   x = jnp.zeros((1, 4, 56, 6))
   params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,), jnp.int32), x)['params']
   schedule = factory.make_schedule(tiny_config(), 'ddim2')

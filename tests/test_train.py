@@ -70,7 +70,7 @@ def test_resume_refuses_a_different_model(tmp_path):
 
 
 def test_centring_on_the_data_stores_the_reactor_mean_with_the_run(tmp_path):
-  centred = {'model.prediction': 'preconditioned', 'model.center': 'data', 'train.num_steps': 3}
+  centred = {'model.center': 'data', 'train.num_steps': 3}
   config = tiny_config(**centred)
   train_src, _, _ = sources.load_splits(config.data)
   train_lib.train(config, str(tmp_path), progress=False)
