@@ -125,10 +125,11 @@ def import_model(checkpoint, config, workdir):
   except errors.DataError as e:
     raise errors.DataError(f'{checkpoint}: {e}') from None
   overrides = {}
-  # The released models see the world frame and the actor's rotations only (model.py).
+  # The released models see the world frame and the actor's rotations only, and output x0
+  # itself, not about a mean (model.py).
   architecture = ('arch', 'num_layers', 'latent_dim', 'ff_size', 'num_heads', 'fusion', 'cond_mode')
   implied = {k: arch[k] for k in architecture}
-  implied.update(actor_frame=False, actor_positions=False)
+  implied.update(actor_frame=False, actor_positions=False, prediction='x0', center='zero')
   for key, value in implied.items():
     if config.model[key] != value:
       overrides[f'--config.model.{key}'] = value

@@ -88,6 +88,7 @@ def test_import_command_makes_a_runnable_workdir(tmp_path):
   # The overrides the command prints are all run.py needs to use the imported weights.
   overrides = dict(flag.split('=') for flag in summary['run_py_overrides'].split())
   assert overrides['--config.model.actor_frame'] == 'False'  # the released models' input
+  assert overrides['--config.model.center'] == 'zero'  # and output: x0 itself
   config = tiny_config()
   for flag, value in overrides.items():
     section, name = flag[len('--config.'):].split('.')
