@@ -267,6 +267,10 @@ def load_sampling_params(config, workdir, num_actions, warn=print):
         f'{directory} holds no checkpoint; train first (python run.py --workdir={workdir}).')
   manager = checkpoints.make_manager(workdir, read_only=True)
   try:
+    if _centred_on_data(config.model) and not config.model.reactor_mean:
+      # The parameters do not depend on the reactors' mean: a config without it restores them.
+      config = config.copy_and_resolve_references()
+      config.model.reactor_mean = (0.0,) * (skeleton.MOTION_ROWS * skeleton.MOTION_CHANNELS)
     model = make_model(config, num_actions)
     tx = make_optimizer(config)
     state, shardings = make_train_state(config, model, tx, sharding.sampling_mesh(),
