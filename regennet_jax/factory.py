@@ -84,6 +84,17 @@ def _reactor_mean_of(m):
   return tuple(float(v) for v in m.reactor_mean)
 
 
+def for_parameter_shapes(config):
+  """`config`, or for model.center='data' without model.reactor_mean a copy with a zero mean: the
+  parameters (their shapes, their cost) do not depend on the mean, so restoring or timing a
+  model needs no trained run's value. Never for sampling: its outputs do depend on it."""
+  if not _centred_on_data(config.model) or config.model.reactor_mean:
+    return config
+  config = config.copy_and_resolve_references()
+  config.model.reactor_mean = (0.0,) * (skeleton.MOTION_ROWS * skeleton.MOTION_CHANNELS)
+  return config
+
+
 def reactor_mean(config, train_src, count=1024):
   """The mean per feature of the training reactors as the denoiser sees them (in the actor's frame
   when model.actor_frame): flat [56 * 6] floats, over the first `count` training sequences'
@@ -267,10 +278,7 @@ def load_sampling_params(config, workdir, num_actions, warn=print):
         f'{directory} holds no checkpoint; train first (python run.py --workdir={workdir}).')
   manager = checkpoints.make_manager(workdir, read_only=True)
   try:
-    if _centred_on_data(config.model) and not config.model.reactor_mean:
-      # The parameters do not depend on the reactors' mean: a config without it restores them.
-      config = config.copy_and_resolve_references()
-      config.model.reactor_mean = (0.0,) * (skeleton.MOTION_ROWS * skeleton.MOTION_CHANNELS)
+    config = for_parameter_shapes(config)
     model = make_model(config, num_actions)
     tx = make_optimizer(config)
     state, shardings = make_train_state(config, model, tx, sharding.sampling_mesh(),
