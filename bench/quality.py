@@ -7,7 +7,8 @@ run. Prints JSON and writes <out>/quality.md (tables) and <out>/fid_vs_minutes.p
 
   python bench/quality.py --steps=6000 --seeds=3                       # the recipe alone
   python bench/quality.py --steps=3000 --seeds=3 \\
-      --variants=recipe,no_interaction_losses,paper_normalization,offline   # the ablation
+      --variants=recipe,centred_no_interaction_losses,centred_paper_normalization,centred_offline
+      # the ablation on the default (the variants without centred_ ablate the uncentred recipe)
 
 Aggregates are the mean over training seeds with a 95% t-interval (n - 1 degrees of freedom);
 each run's own value is the mean over its --eval_seeds evaluation seeds.
@@ -64,6 +65,14 @@ VARIANTS['preconditioned_correlated_0.98_world_velocity_5'] = (
     VARIANTS['preconditioned_correlated_0.98'] + VARIANTS['world_velocity_5'])
 VARIANTS['preconditioned_correlated_0.98_world_velocity_5_centred'] = (
     VARIANTS['preconditioned_correlated_0.98_world_velocity_5'] + ['--config.model.center=data'])
+# The ablation and the shake remedies again on the centred default: the same flags without
+# the uncentred override.
+for name in ('no_interaction_losses', 'paper_normalization', 'offline', 'world_velocity_5',
+             'no_position_encoding'):
+  VARIANTS[f'centred_{name}'] = VARIANTS[name] + ['--config.model.center=data']
+VARIANTS['centred_correlated_0.98'] = [
+    '--config.diffusion.noise_correlation=0.98', '--config.model.center=data'
+]
 # Every other variant was measured on the uncentred recipe (the ablation rows included).
 for name, flags in list(VARIANTS.items()):
   if name not in ('recipe', 'original_recipe') and not any(
