@@ -47,14 +47,24 @@ def _view(people):
   return center, half, azim, float(pts[:, 1].min())
 
 
+_CHILDREN, _PARENTS = (list(ends) for ends in zip(*_DRAWN))
+
+
+def _lines(ax, segments, **style):
+  """Segments [N, 2, 3] in world (x, y, z) as one artist: one per bone costs matplotlib a
+  draw call each, and most of a run's rendering time."""
+  from mpl_toolkits.mplot3d.art3d import Line3DCollection  # pylint: disable=g-import-not-at-top
+  # SMPL-X is y-up; matplotlib 3D is z-up: plot (x, z, y).
+  ax.add_collection3d(Line3DCollection(np.asarray(segments)[..., [0, 2, 1]], **style))
+
+
 def _draw(ax, joints, color, label=None):
-  for k, (j, p) in enumerate(_DRAWN):
-    # SMPL-X is y-up; matplotlib 3D is z-up: plot (x, z, y).
-    ax.plot([joints[j, 0], joints[p, 0]], [joints[j, 2], joints[p, 2]],
-            [joints[j, 1], joints[p, 1]],
-            color=color,
-            lw=2,
-            label=label if k == 0 else None)
+  """A skeleton [55, 3]: its bones and first knuckles."""
+  _lines(ax,
+         np.stack([joints[_CHILDREN], joints[_PARENTS]], 1),
+         colors=color,
+         linewidths=2,
+         label=label)
 
 
 def _draw_contacts(ax, people, frame):
@@ -68,12 +78,15 @@ def _draw_contacts(ax, people, frame):
     i, j = np.unravel_index(d.argmin(), d.shape)
     if d[i, j] < interaction.CONTACT_DISTANCE_M:
       p = (first[i] + other[j]) / 2
-      ax.scatter([p[0]], [p[2]], [p[1]],
-                 s=60,
-                 c='#f2b705',
-                 edgecolors='k',
-                 linewidths=0.5,
-                 zorder=10)
+      # A line marker, not a scatter: mplot3d depth-sorts collections (the bodies are) and
+      # would hide the dot behind the hand it marks; a line keeps its zorder, above them all.
+      ax.plot([p[0]], [p[2]], [p[1]],
+              marker='o',
+              markersize=8,
+              markerfacecolor='#f2b705',
+              markeredgecolor='k',
+              markeredgewidth=0.5,
+              zorder=100)
 
 
 def _setup(ax, view, title):
@@ -91,10 +104,9 @@ def _setup(ax, view, title):
   # The floor: a grey square with a 0.5 m grid under the people.
   edge = np.arange(-half, half + 1e-6, 0.5)
   xs, zs = center[0] + edge, center[2] + edge
-  for x in xs:
-    ax.plot([x, x], [zs[0], zs[-1]], [floor, floor], color='#cccccc', lw=0.6)
-  for z in zs:
-    ax.plot([xs[0], xs[-1]], [z, z], [floor, floor], color='#cccccc', lw=0.6)
+  grid = [[[x, floor, zs[0]], [x, floor, zs[-1]]] for x in xs]
+  grid += [[[xs[0], floor, z], [xs[-1], floor, z]] for z in zs]
+  _lines(ax, grid, colors='#cccccc', linewidths=0.6)
   ax.set_title(title, fontsize=9)
 
 
