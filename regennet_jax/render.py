@@ -11,6 +11,7 @@ matplotlib.use('Agg')  # headless: renders to files only
 import matplotlib.pyplot as plt  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from mpl_toolkits.mplot3d.art3d import Line3DCollection  # noqa: E402
 
 from regennet_jax import errors
 from regennet_jax.body import kinematics  # noqa: E402
@@ -50,12 +51,19 @@ def _view(people):
 _CHILDREN, _PARENTS = (list(ends) for ends in zip(*_DRAWN))
 
 
-def _lines(ax, segments, **style):
+class _Floor(Line3DCollection):
+  """Lines that mplot3d's depth sort always puts behind everything (it draws collections from
+  the largest sort key down), so the floor never covers a body standing on it."""
+  def do_3d_projection(self):
+    super().do_3d_projection()
+    return np.inf
+
+
+def _lines(ax, segments, kind=Line3DCollection, **style):
   """Segments [N, 2, 3] in world (x, y, z) as one artist: one per bone costs matplotlib a
   draw call each, and most of a run's rendering time."""
-  from mpl_toolkits.mplot3d.art3d import Line3DCollection  # pylint: disable=g-import-not-at-top
   # SMPL-X is y-up; matplotlib 3D is z-up: plot (x, z, y).
-  ax.add_collection3d(Line3DCollection(np.asarray(segments)[..., [0, 2, 1]], **style))
+  ax.add_collection3d(kind(np.asarray(segments)[..., [0, 2, 1]], **style))
 
 
 def _draw(ax, joints, color, label=None):
@@ -106,7 +114,7 @@ def _setup(ax, view, title):
   xs, zs = center[0] + edge, center[2] + edge
   grid = [[[x, floor, zs[0]], [x, floor, zs[-1]]] for x in xs]
   grid += [[[xs[0], floor, z], [xs[-1], floor, z]] for z in zs]
-  _lines(ax, grid, colors='#cccccc', linewidths=0.6)
+  _lines(ax, grid, _Floor, colors='#cccccc', linewidths=0.6)
   ax.set_title(title, fontsize=9)
 
 

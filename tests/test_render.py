@@ -71,3 +71,14 @@ def test_mesh_frames_draw_bodies_not_sticks(smplx_npz):
   assert bodies.shape == sticks.shape == (3,) + sticks.shape[1:]
   # The reactor's surface covers far more of the picture than its bones.
   assert red(bodies[1]) > 3 * red(sticks[1]) > 0
+
+
+def test_the_contact_dot_is_drawn_over_the_bodies_it_marks():
+  a, _ = fake_files.synthetic_people(0, 1, frames=30)
+  actor = render.world_joints(pipeline.to_model_motion(a[:2], 0))
+  # The reactor 5 cm beside the actor: hands touch, and both bodies cover the dot's spot.
+  people = {'actor': actor, 'reactor': actor + np.array([0.05, 0.0, 0.0], np.float32)}
+  frame = render.render_frames(people)[0].astype(np.int32)
+  gold = (np.abs(frame - [242, 183, 5]).sum(-1) < 60).sum()
+  # A marker 8 points wide at 80 dpi covers about 60 pixels; hidden behind bones it shows a few.
+  assert gold > 30
