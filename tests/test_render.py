@@ -80,5 +80,5 @@ def test_the_contact_dot_is_drawn_over_the_bodies_it_marks():
   people = {'actor': actor, 'reactor': actor + np.array([0.05, 0.0, 0.0], np.float32)}
   frame = render.render_frames(people)[0].astype(np.int32)
   gold = (np.abs(frame - [242, 183, 5]).sum(-1) < 60).sum()
-  # A marker 8 points wide at 80 dpi covers about 60 pixels; hidden behind bones it shows a few.
+  # A marker 8 points wide at 80 dpi covers about 60 pixels; drawn behind the bones, none show.
   assert gold > 30
