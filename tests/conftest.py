@@ -10,8 +10,13 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Most tests run the same tiny models, many of them through run.py in a subprocess: one persistent
 # compilation cache for the session (inherited by every subprocess) turns a ~30 s compile into a
 # read (entries are keyed by the program, so a changed program simply compiles again). The
-# directories live for the session only.
-_SESSION_CACHE = tempfile.mkdtemp(prefix='regennet_jax_test_cache_')
+# directories live for the session only. With pytest-xdist the workers inherit the controller's
+# environment, so every worker shares the controller's directories, and only the controller
+# removes them.
+_WORKER = 'PYTEST_XDIST_WORKER' in os.environ
+if 'REGENNET_JAX_TEST_SESSION_DIR' not in os.environ:
+  os.environ['REGENNET_JAX_TEST_SESSION_DIR'] = tempfile.mkdtemp(prefix='regennet_jax_test_cache_')
+_SESSION_CACHE = os.environ['REGENNET_JAX_TEST_SESSION_DIR']
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(_SESSION_CACHE, 'jax')
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
@@ -31,4 +36,5 @@ def smplx_npz(tmp_path_factory):
 
 
 def pytest_sessionfinish(session, exitstatus):
-  shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+  if not _WORKER:
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)

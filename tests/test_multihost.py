@@ -56,20 +56,15 @@ def _tiny(**overrides):
   return cli_overrides(**{'train.checkpoint_every': 2, 'model.dropout': 0.0, **overrides})
 
 
-def test_two_hosts_train_resume_and_sample_like_one(tmp_path):
-  # With noise correlated over frames: a stream then also carries each step's last noise draw,
-  # split over the hosts like its caches.
+def test_two_hosts_train_and_sample_like_one(tmp_path):
+  # Resuming on two hosts is the preemption test's (below). With noise correlated over frames: a
+  # stream then also carries each step's last noise draw, split over the hosts like its caches.
   tiny = lambda **o: _tiny(**{'diffusion.noise_correlation': 0.5, **o})
   straight = tmp_path / 'straight'
   outs = _finish(_start(straight, tiny(**{'train.num_steps': 4})))
   assert last_json(outs[0][0])['steps'] == 4 and '"steps"' not in outs[1][0]  # process 0 reports
   assert sorted(os.listdir(straight / 'checkpoints')) == ['2', '4']
   assert [json.loads(line)['step'] for line in open(straight / 'metrics.jsonl')] == [1, 2, 3, 4]
-  resumed = tmp_path / 'resumed'
-  _finish(_start(resumed, tiny(**{'train.num_steps': 2})))
-  outs = _finish(_start(resumed, tiny(**{'train.num_steps': 4})))
-  assert 'Resumed from' in outs[0][0] + outs[0][1]
-  np.testing.assert_allclose(_losses(resumed), _losses(straight), rtol=1e-5)
   # Sampling over both hosts' devices gives what one process gives, and one process writes.
   sample = ['--mode=sample', '--config.sample.num_samples=6', '--config.sample.batch_size=2']
   _finish(_start(straight, tiny() + sample))
