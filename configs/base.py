@@ -82,6 +82,7 @@ def get_config():
   c.losses.fc = 0.0
   c.losses.fc_threshold = 0.03
   c.losses.normalization = 'code'  # 'code' (/T^2, as released) or 'paper' (/T)
+  c.losses.min_snr_gamma = 0.0  # > 0: weight step t's loss by min(SNR_t, gamma) (not in the paper)
 
   c.body = ml_collections.ConfigDict()
   c.body.smplx_model_path = ''  # SMPLX_NEUTRAL.npz; empty: the built-in skeleton

@@ -66,6 +66,7 @@ RANGES = {
     'losses.vel': NON_NEGATIVE,
     'losses.fc': NON_NEGATIVE,
     'losses.fc_threshold': POSITIVE,
+    'losses.min_snr_gamma': NON_NEGATIVE,
     'train.batch_size': AT_LEAST_ONE,
     'train.num_steps': AT_LEAST_ONE,
     'train.learning_rate': POSITIVE,

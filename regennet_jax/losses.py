@@ -32,6 +32,11 @@ class LossWeights:
     released code does (a quirk of its masked_l2 on 3-D tensors); 'paper' divides by the number of
     valid frames as the paper's equations write.
   fc_threshold: GT foot speed (m/frame) under which a foot counts as in contact (NTU 0.03, Chi3D 0.01).
+  min_snr_gamma: 0 (the paper's): every diffusion step's loss counts alike. gamma > 0: a sample
+    noised at step t counts min(SNR_t, gamma) times, SNR_t = abar_t / (1 - abar_t) (Hang et al.,
+    ICCV 2023, for an x0 network), rescaled so the mean over steps stays 1: the nearly clean
+    steps, where the network must read its input x_t, weigh more than the pure-noise ones, where
+    any x0 network can only guess the mean.
   """
   orient: float = 1.0
   body: float = 1.0
@@ -43,6 +48,7 @@ class LossWeights:
   fc: float = 0.0
   fc_threshold: float = 0.03
   normalization: str = 'code'
+  min_snr_gamma: float = 0.0
 
   def __post_init__(self):
     if self.normalization not in NORMALIZATIONS:
@@ -179,8 +185,18 @@ def diffusion_loss(denoise_fn, schedule, batch, key, rest_joints, weights: LossW
   x_t = diffusion.q_sample(schedule, x0, t, noise)
   pred = denoise_fn(x_t, schedule.timestep_map[t])
   loss, terms = _weighted_loss(actor, x0, pred, mask, rest_joints, weights)
+  if weights.min_snr_gamma:
+    terms['loss'] = terms['loss'] * timestep_weights(schedule, weights.min_snr_gamma)[t]
+    loss = jnp.mean(terms['loss'])
   terms['t'] = t
   return loss, terms
+
+
+def timestep_weights(schedule, gamma):
+  """[num_steps] min(SNR_t, gamma) over its mean: LossWeights.min_snr_gamma's weight of step t."""
+  abar = schedule.alphas_cumprod
+  weight = jnp.minimum(abar / (1.0 - abar), gamma)
+  return weight / jnp.mean(weight)
 
 
 def distillation_loss(student_fn,

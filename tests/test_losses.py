@@ -269,3 +269,35 @@ def test_a_students_x_T_has_the_teachers_noise(rho):
   losses.distillation_loss(student, lambda x_T: x_T, _zero_reactor_batch(5), jax.random.PRNGKey(1),
                            REST, losses.LossWeights(), rho)
   np.testing.assert_allclose(lag1_correlation(seen['x_T']), rho, atol=0.02)
+
+
+def test_min_snr_weighting_counts_nearly_clean_steps_more():
+  sched = diffusion.make_schedule('cosine', 1000)
+  weight = np.asarray(losses.timestep_weights(sched, 5.0))
+  abar = np.asarray(sched.alphas_cumprod, np.float64)
+  snr = abar / (1 - abar)
+  capped = snr >= 5.0
+  assert 0.1 < capped.mean() < 0.5  # the cosine schedule crosses SNR 5 early on
+  np.testing.assert_allclose(weight.mean(), 1.0, rtol=1e-5)  # the learning rate keeps its scale
+  np.testing.assert_allclose(weight[capped], weight[capped][0], rtol=1e-5)  # the cap: all alike
+  # Below the cap a step counts as much as its signal-to-noise ratio, down to ~0 at pure noise.
+  np.testing.assert_allclose(weight[~capped] / snr[~capped], weight[capped][0] / 5.0, rtol=1e-3)
+  assert np.all(np.diff(weight) <= 1e-6) and weight[-1] < 1e-3 * weight[0]
+  # In the loss: every sample's total counts its step's weight times; the terms are unchanged.
+  rng = np.random.default_rng(0)
+  batch = {
+      'actor': jnp.asarray(_motion(rng, 16, 10)),
+      'reactor': jnp.asarray(_motion(rng, 16, 10, angle=0.3)),
+      'mask': jnp.ones((16, 10))
+  }
+  denoise = lambda x_t, t: 0.5 * x_t
+  key = jax.random.PRNGKey(3)
+  _, plain = losses.diffusion_loss(denoise, sched, batch, key, REST, losses.LossWeights())
+  mean, weighted = losses.diffusion_loss(denoise, sched, batch, key, REST,
+                                         losses.LossWeights(min_snr_gamma=5.0))
+  np.testing.assert_array_equal(weighted['t'], plain['t'])
+  np.testing.assert_allclose(weighted['rot_mse'], plain['rot_mse'], rtol=1e-6)
+  np.testing.assert_allclose(weighted['loss'],
+                             plain['loss'] * weight[np.asarray(plain['t'])],
+                             rtol=1e-5)
+  np.testing.assert_allclose(mean, np.mean(weighted['loss']), rtol=1e-6)
