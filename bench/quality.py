@@ -71,7 +71,10 @@ for name in ('no_interaction_losses', 'paper_normalization', 'offline', 'world_v
              'no_position_encoding'):
   VARIANTS[f'centred_{name}'] = VARIANTS[name] + ['--config.model.center=data']
 # Each diffusion step's loss weighted by min(SNR_t, gamma) (losses.min_snr_gamma).
-VARIANTS['centred_min_snr_5'] = ['--config.losses.min_snr_gamma=5', '--config.model.center=data']
+for gamma in ('5', '20'):
+  VARIANTS[f'centred_min_snr_{gamma}'] = [
+      f'--config.losses.min_snr_gamma={gamma}', '--config.model.center=data'
+  ]
 # The label given to the denoiser (unguided): it then knows at frame 0 what the actor will do.
 VARIANTS['centred_action'] = ['--config.model.cond_mode=action', '--config.model.center=data']
 VARIANTS['centred_correlated_0.98'] = [
