@@ -23,7 +23,6 @@ import argparse
 
 from common import emit, interval
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -115,7 +114,7 @@ def main():
             'per_run': [r[name][field] for r in per_run]
         } for field in FIELDS if field in per_run[0][name]
     }
-  emit({**result, 'backend': jax.default_backend()})
+  emit(result)
 
 
 if __name__ == '__main__':
