@@ -29,13 +29,9 @@ import numpy as np
 from configs import synthetic as synthetic_config
 from regennet_jax import checkpoints
 from regennet_jax import factory
-from regennet_jax import render
 from regennet_jax import sample as sample_lib
 from regennet_jax.data import sources
-from regennet_jax.evaluation import interaction
-from regennet_jax.evaluation import metrics as metrics_lib
 from regennet_jax.evaluation import monitor as monitor_lib
-from regennet_jax.evaluation import recognizer as recognizer_lib
 
 VARIANTS = {
     'none': None,
@@ -70,19 +66,6 @@ def causal_filter(motion, kind, *args, fps=30):
   return y.astype(np.float32)
 
 
-def score(mon, generated, recognizer):
-  table = interaction.side_by_side(
-      mon.real_rows,
-      interaction.per_class(mon.actor_joints, render.world_joints(generated, mon.rest),
-                            mon.batch['label'], mon.class_names, mon.config.data.fps, mon.lengths))
-  out = monitor_lib.summary_scalars(table)
-  if recognizer is not None:
-    logits, feats = recognizer(recognizer_lib.pair_input(mon.batch['actor'], generated))
-    out['fid'] = metrics_lib.fid(mon.real_features, feats)
-    out['accuracy'] = metrics_lib.accuracy(logits, mon.batch['label'])
-  return out
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,7 +87,7 @@ def main():
     for name, spec in VARIANTS.items():
       filtered = raw if spec is None else causal_filter(raw, *spec, fps=config.data.fps)
       motion = np.asarray(sample_lib.valid_motion(jnp.asarray(filtered)))
-      row[name] = score(mon, motion, mon.recognizer)
+      row[name], _ = mon.score(motion)
     per_run.append(row)
   result = {'runs': args.runs.split(','), 'windows': len(raw), 'variants': {}}
   for name in VARIANTS:

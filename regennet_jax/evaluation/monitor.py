@@ -80,6 +80,11 @@ class QualityMonitor:
 
   def __call__(self, params, seed=0):
     generated = self.generate(params, seed)
+    scalars, table = self.score(generated)
+    return scalars, table, generated
+
+  def score(self, generated):
+    """(scalars, per-class table) of reactions [N, T, 56, 6] to this monitor's test actors."""
     gen_joints = render.world_joints(generated, self.rest)
     gen_rows = interaction.per_class(self.actor_joints, gen_joints, self.batch['label'],
                                      self.class_names, self.config.data.fps, self.lengths)
@@ -89,7 +94,7 @@ class QualityMonitor:
       logits, feats = self.recognizer(recognizer_lib.pair_input(self.batch['actor'], generated))
       scalars['fid'] = metrics_lib.fid(self.real_features, feats)
       scalars['accuracy'] = metrics_lib.accuracy(logits, self.batch['label'])
-    return scalars, table, generated
+    return scalars, table
 
 
 def score_saved_reactions(config, path, test_src=None, class_names=None):
