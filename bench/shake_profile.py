@@ -23,13 +23,9 @@ from regennet_jax.evaluation import interaction
 
 def residuals(motion, fps):
   """[N, T, 56, 6] motions -> [N, T - W, 3] pelvis velocity minus its W-frame moving average
-  (W = interaction.JITTER_WINDOW), aligned with the average's centre frames."""
-  pelvis = render.world_joints(motion)[:, :, 0]
-  velocity = np.diff(pelvis, axis=1) * fps
-  kernel = np.ones(interaction.JITTER_WINDOW) / interaction.JITTER_WINDOW
-  smooth = np.apply_along_axis(lambda v: np.convolve(v, kernel, 'valid'), 1, velocity)
-  half = interaction.JITTER_WINDOW // 2
-  return velocity[:, half:half + smooth.shape[1]] - smooth
+  (interaction.shake, W = interaction.JITTER_WINDOW)."""
+  return np.stack(
+      [interaction.shake(pelvis, fps) for pelvis in render.world_joints(motion)[:, :, 0]])
 
 
 def profile(motion, fps):

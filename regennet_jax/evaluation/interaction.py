@@ -277,19 +277,25 @@ def foot_skating(joints, fps):
   return np.any(planted & (speed > FOOT_SKATE_SPEED), axis=-1)
 
 
-def path_jitter(points, fps):
-  """Mean speed (m/s) of a point's motion [T, 3] that a JITTER_WINDOW-frame moving average of its
-  velocity removes: frame-to-frame shaking, ~0.01 for captured or smooth motion, while a point
-  jumping 1 cm back and forth every frame at 30 fps scores 0.48. None below JITTER_WINDOW + 1
-  frames."""
+def shake(points, fps):
+  """[T - JITTER_WINDOW, 3]: a point's velocity (m/s; points [T, 3]) minus its JITTER_WINDOW-frame
+  moving average, at the average's centre frames. None below JITTER_WINDOW + 1 frames."""
   velocity = np.diff(points, axis=0) * fps  # [T - 1, 3]
   if len(velocity) < JITTER_WINDOW:
     return None
   kernel = np.ones(JITTER_WINDOW) / JITTER_WINDOW
   smooth = np.stack([np.convolve(velocity[:, k], kernel, 'valid') for k in range(3)], axis=-1)
   half = JITTER_WINDOW // 2
-  centre = velocity[half:half + len(smooth)]
-  return float(np.linalg.norm(centre - smooth, axis=-1).mean())
+  return velocity[half:half + len(smooth)] - smooth
+
+
+def path_jitter(points, fps):
+  """Mean speed (m/s) of a point's motion [T, 3] that a JITTER_WINDOW-frame moving average of its
+  velocity removes (`shake`): frame-to-frame shaking, ~0.01 for captured or smooth motion, while a
+  point jumping 1 cm back and forth every frame at 30 fps scores 0.48. None below
+  JITTER_WINDOW + 1 frames."""
+  residual = shake(points, fps)
+  return None if residual is None else float(np.linalg.norm(residual, axis=-1).mean())
 
 
 def jitter(joints, fps):
