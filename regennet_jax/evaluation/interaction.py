@@ -14,7 +14,6 @@ physical constant below.
 """
 
 import numpy as np
-from scipy.stats import qmc
 
 from regennet_jax.body import skeleton
 
@@ -193,10 +192,28 @@ def body_spheres(joints):
   return centres, radius
 
 
-def _unit_ball_points(log2_count=9):
-  """Fixed, evenly spread points filling the unit ball (for volume integrals): a scrambled Sobol
-  sequence in the cube, kept where it falls inside the ball (about half of 2^log2_count)."""
-  cube = qmc.Sobol(3, scramble=True, seed=0).random_base2(log2_count) * 2 - 1
+def _halton(count, bases=(2, 3, 5)):
+  """The first `count` points [count, len(bases)] of the Halton sequence: evenly spread in the unit
+  cube without a grid's alignment (each axis is the index's digits, mirrored, in its own base)."""
+  points = []
+  for base in bases:
+    index, value, scale = np.arange(1, count + 1), np.zeros(count), 1.0
+    while index.any():
+      scale /= base
+      value += scale * (index % base)
+      index //= base
+    points.append(value)
+  return np.stack(points, -1)
+
+
+def _unit_ball_points(count=512):
+  """Fixed, evenly spread points filling the unit ball (for volume integrals): a Halton sequence
+  in the cube, kept where it falls inside the ball (about half of `count`). Shifted (modulo 1) by
+  fixed irrational fractions so that no point row lines up with the axes: unshifted, a lens cut
+  along x is off by 14%; shifted, overlaps in any direction are within a few percent on average,
+  as with scipy's scrambled Sobol points, without scipy.stats's second of import time."""
+  shift = np.array([np.sqrt(0.5), np.sqrt(3) - 1, np.sqrt(5) - 2])
+  cube = (_halton(count) + shift) % 1 * 2 - 1
   return cube[np.sum(cube * cube, axis=1) <= 1]
 
 
