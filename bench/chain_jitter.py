@@ -19,18 +19,15 @@ network's output itself, not from noise it fails to remove (README, "Training re
 
 import argparse
 
-from common import emit, mean_jitter, windows_in_model_frame
+from common import emit, load_run, mean_jitter, run_config, windows_in_model_frame
 
 import jax
 import numpy as np
 
-from configs import synthetic as synthetic_config
-from regennet_jax import checkpoints
 from regennet_jax import diffusion
 from regennet_jax import factory
 from regennet_jax import model as model_lib
 from regennet_jax.body import skeleton
-from regennet_jax.data import sources
 
 
 def chain(config, params, num_actions, actor, label, key, method, respacing):
@@ -56,12 +53,10 @@ def main():
   results = {}
   tr = skeleton.TRANSLATION_ROW
   for run in args.runs.split(','):
-    config = synthetic_config.get_config()
-    checkpoints.adopt_run_config(run, config)
+    config = run_config(run)
     method = args.method or config.eval.method
     respacing = args.respacing or config.eval.respacing
-    _, test, names = sources.load_splits(config.data)
-    params, step = factory.load_sampling_params(config, run, len(names))
+    test, names, params, step = load_run(config, run)
     actor, reactor, label = windows_in_model_frame(config, test, args.windows)
     alphas = np.asarray(factory.make_schedule(config).alphas_cumprod)
     fps = config.data.fps

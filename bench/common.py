@@ -21,8 +21,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from configs import synthetic as synthetic_config  # noqa: E402
+from regennet_jax import checkpoints  # noqa: E402
 from regennet_jax import factory  # noqa: E402
 from regennet_jax import pair_frame  # noqa: E402
+from regennet_jax.data import sources  # noqa: E402
 from regennet_jax.evaluation import interaction  # noqa: E402
 from regennet_jax.evaluation import monitor  # noqa: E402
 
@@ -49,6 +52,20 @@ def respacing_for(steps):
 def mean_jitter(translation, fps):
   """[B, T, 3] translations -> the mean over windows of interaction.path_jitter (m/s)."""
   return float(np.mean([interaction.path_jitter(p, fps) for p in np.asarray(translation)]))
+
+
+def run_config(run):
+  """The config a trained synthetic-benchmark run in `run` was trained with."""
+  config = synthetic_config.get_config()
+  checkpoints.adopt_run_config(run, config)
+  return config
+
+
+def load_run(config, run):
+  """(test split, class names, sampling weights, checkpoint step) of the run in `run`."""
+  _, test, names = sources.load_splits(config.data)
+  params, step = factory.load_sampling_params(config, run, len(names))
+  return test, names, params, step
 
 
 def windows_in_model_frame(config, source, count):

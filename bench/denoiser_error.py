@@ -12,17 +12,14 @@ high-noise error (README, "Training recipe").
 
 import argparse
 
-from common import emit, mean_jitter, windows_in_model_frame
+from common import emit, load_run, mean_jitter, run_config, windows_in_model_frame
 
 import jax
 import jax.numpy as jnp
 
-from configs import synthetic as synthetic_config
-from regennet_jax import checkpoints
 from regennet_jax import diffusion
 from regennet_jax import factory
 from regennet_jax.body import skeleton
-from regennet_jax.data import sources
 
 TIMESTEPS = (0, 5, 20, 50, 100, 200, 400, 600, 800, 999)
 
@@ -39,10 +36,8 @@ def main():
   args = parser.parse_args()
   results = {}
   for run in args.runs.split(','):
-    config = synthetic_config.get_config()
-    checkpoints.adopt_run_config(run, config)
-    _, test, names = sources.load_splits(config.data)
-    params, step = factory.load_sampling_params(config, run, len(names))
+    config = run_config(run)
+    test, names, params, step = load_run(config, run)
     actor, reactor, label = windows_in_model_frame(config, test, args.windows)
     model = factory.make_model(config, len(names), for_sampling=True)
     schedule = factory.make_schedule(config)

@@ -21,16 +21,12 @@ metrics per class); prints JSON with mean ± 95% interval over the runs and each
 
 import argparse
 
-from common import emit, interval
+from common import emit, interval, load_run, run_config
 
 import jax.numpy as jnp
 import numpy as np
 
-from configs import synthetic as synthetic_config
-from regennet_jax import checkpoints
-from regennet_jax import factory
 from regennet_jax import sample as sample_lib
-from regennet_jax.data import sources
 from regennet_jax.evaluation import monitor as monitor_lib
 
 VARIANTS = {
@@ -75,12 +71,10 @@ def main():
   args = parser.parse_args()
   per_run = []
   for run in args.runs.split(','):
-    config = synthetic_config.get_config()
-    checkpoints.adopt_run_config(run, config)
+    config = run_config(run)
     if args.recognizer:
       config.eval.recognizer_dir = args.recognizer
-    _, test, names = sources.load_splits(config.data)
-    params, _ = factory.load_sampling_params(config, run, len(names))
+    test, names, params, _ = load_run(config, run)
     mon = monitor_lib.QualityMonitor(config, run, test, names)
     raw = np.asarray(mon.generate(params, seed=args.seed))
     row = {}

@@ -27,16 +27,12 @@ each scored with its own sampling (one unguided pass, respacing trailing1) as 's
 import argparse
 import time
 
-from common import emit, interval, respacing_for
+from common import emit, interval, load_run, respacing_for, run_config
 
 import jax
 import numpy as np
 
-from configs import synthetic as synthetic_config
-from regennet_jax import checkpoints
 from regennet_jax import distill
-from regennet_jax import factory
-from regennet_jax.data import sources
 from regennet_jax.evaluation import monitor
 
 METRICS = ('fid', 'accuracy', 'success_ratio_mean', 'success_ratio_min', 'jitter_m_s')
@@ -133,15 +129,13 @@ _LOADED = {}  # run -> (test split, class names, sampling weights), loaded once 
 def _score(rows, name, run, dtype, respacing, method, args, guidance_scale=1.0):
   """Appends the scores of `run` sampled with (respacing, method, guidance_scale) in `dtype`
   matmuls to rows[name] (a student samples as it does: its guidance is baked in)."""
-  config = synthetic_config.get_config()
-  checkpoints.adopt_run_config(run, config)
+  config = run_config(run)
   config.sample.guidance_scale = guidance_scale
   distill.student_sampling(config)
   config.eval.recognizer_dir = args.recognizer_dir
   config.sample.matmul_dtype = dtype
   if run not in _LOADED:
-    _, test, names = sources.load_splits(config.data)
-    _LOADED[run] = test, names, factory.load_sampling_params(config, run, len(names))[0]
+    _LOADED[run] = load_run(config, run)[:3]
   test, names, params = _LOADED[run]
   m = monitor.QualityMonitor(config,
                              run,
