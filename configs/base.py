@@ -105,6 +105,9 @@ def get_config():
   c.train.eval_every = 0
   c.train.checkpoint_every = 10_000
   c.train.keep_checkpoints = 3
+  # After training: sample every test actor, score it per class, render GIFs and a contact sheet
+  # (report.md). False for sweeps and tests that only need the checkpoints.
+  c.train.report = True
   c.train.model_parallel = 1  # size of the 'model' mesh axis (>1 splits wide kernels)
 
   c.sample = ml_collections.ConfigDict()

@@ -32,14 +32,16 @@ def _is_main():
 
 def after_training(config, workdir, state, summary, splits):
   """run.py's train mode, after train.train: the report on the trained weights (every host
-  samples its share; the main one writes)."""
+  samples its share; the main one writes), unless training was interrupted or train.report is
+  False."""
   result = {
       'workdir': os.path.abspath(workdir),
       'steps': summary['final_step'],
       'stopped_by': summary['stopped_by'],
-      'last_metrics': summary.get('last_metrics')
+      'last_metrics': summary.get('last_metrics'),
+      'sampling': f'{config.sample.method} {config.sample.respacing}'
   }
-  if summary['stopped_by']:
+  if summary['stopped_by'] or not config.train.report:
     return result
   result.update(report(config, workdir, state.sampling_params(), splits))
   return result

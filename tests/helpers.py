@@ -33,6 +33,9 @@ TINY_OVERRIDES = {
     'sample.num_render': 1,
     'sample.batch_size': 4,
     'sample.num_samples': 4,
+    # The after-training report (sampling, scoring, rendering) is test_run.py's
+    # test_train_then_sample's; elsewhere it would only cost seconds per run.
+    'train.report': False,
 }
 
 
