@@ -112,7 +112,7 @@ def test_a_student_through_run_py(teacher, tmp_path):
   student = teacher + '_1step'
   proc = run([
       f'--config=configs/distill.py:{teacher}', '--config.train.num_steps=2',
-      '--config.train.eval_every=0'
+      '--config.train.eval_every=0', '--config.train.report=False'
   ])
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert last_json(proc.stdout)['sampling'] == 'ddim trailing1'
