@@ -30,6 +30,11 @@ def _is_main():
   return jax.process_index() == 0
 
 
+def _sampling(config):
+  """How the report's and run.py's reactions are sampled: 'ddim ddim5'."""
+  return f'{config.sample.method} {config.sample.respacing}'
+
+
 def after_training(config, workdir, state, summary, splits):
   """run.py's train mode, after train.train: the report on the trained weights (every host
   samples its share; the main one writes), unless training was interrupted or train.report is
@@ -39,7 +44,7 @@ def after_training(config, workdir, state, summary, splits):
       'steps': summary['final_step'],
       'stopped_by': summary['stopped_by'],
       'last_metrics': summary.get('last_metrics'),
-      'sampling': f'{config.sample.method} {config.sample.respacing}'
+      'sampling': _sampling(config)
   }
   if summary['stopped_by'] or not config.train.report:
     return result
@@ -150,11 +155,7 @@ def report(config, workdir, params, splits):
                           monitor.names,
                           class_names,
                           sheet_rows=1)
-  result = {
-      **outputs, 'sampling': f'{config.sample.method} {config.sample.respacing}',
-      'quality': scalars,
-      'per_class': table
-  }
+  result = {**outputs, 'sampling': _sampling(config), 'quality': scalars, 'per_class': table}
   _write_report(workdir, config, result)
   result['report'] = os.path.join(os.path.abspath(workdir), 'report.md')
   return result
