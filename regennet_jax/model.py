@@ -78,20 +78,73 @@ class FeedForward(nn.Module):
     return nn.Dense(self.width, dtype=self.dtype, dot_general=dot, name='linear2')(h)
 
 
-def _attention(num_heads, dropout, dtype, name, decode=False, matmul_dtype=None):
+def _einsum(dot):
+  return jnp.einsum if dot is None else functools.partial(jnp.einsum, _dot_general=dot)
+
+
+def _attention(num_heads, dropout, dtype, name, matmul_dtype=None):
   # broadcast_dropout=False: PyTorch drops attention probabilities element-wise.
   dot = matmul_with_operands_in(matmul_dtype)
-  einsum = None if dot is None else (lambda: functools.partial(jnp.einsum, _dot_general=dot))
+  einsum = None if dot is None else (lambda: _einsum(dot))
   return nn.MultiHeadDotProductAttention(num_heads=num_heads,
                                          dropout_rate=dropout,
                                          broadcast_dropout=False,
                                          dtype=dtype,
                                          name=name,
-                                         decode=decode,
                                          qkv_dot_general=dot,
                                          out_dot_general=dot,
                                          qk_attn_weights_einsum_cls=einsum,
                                          attn_weights_value_einsum_cls=einsum)
+
+
+class StreamingSelfAttention(nn.Module):
+  """Causal self-attention of ONE new frame against the frames before it, for streaming.
+
+  Parameters are nn.MultiHeadDotProductAttention's (query/key/value/out), so the same weights serve
+  the whole-sequence model. The keys and values of past frames live in the 'cache' collection with
+  one slice per denoising step, [cache_steps, B, H, T, Dh] (T: the longest stream, the length the
+  cache was initialised with): a stream carries the whole buffer through its loop over denoising
+  steps and each call writes one [B, H, Dh] row at (step, frame) in place. Slicing a cache per step
+  instead made XLA copy every step's buffer on every frame, a cost that grew with the stream's
+  length. Head-major, so each head's scores and weighted sum read one contiguous [T, Dh] block.
+  """
+  num_heads: int
+  cache_steps: int = 1
+  dtype: jnp.dtype = jnp.float32
+  matmul_dtype: str | None = None
+
+  @nn.compact
+  def __call__(self, h, frame, step):
+    """h: [B, 1, D] the new frame's token; frame, step: [] int. Returns [B, 1, D]."""
+    batch, length, width = h.shape
+    head_dim = width // self.num_heads
+    dot = matmul_with_operands_in(self.matmul_dtype)
+    dense = lambda name: nn.DenseGeneral(
+        (self.num_heads, head_dim), dtype=self.dtype, dot_general=dot, name=name)
+    query, key, value = (dense(name)(h) for name in ('query', 'key', 'value'))  # [B, 1, H, Dh]
+    out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, dot_general=dot, name='out')
+    shape = (self.cache_steps, batch, self.num_heads, length, head_dim)
+    keys = self.variable('cache', 'cached_key', jnp.zeros, shape, key.dtype)
+    values = self.variable('cache', 'cached_value', jnp.zeros, shape, value.dtype)
+    if self.is_initializing():  # sizes the cache by the longest stream; the output is unused
+      return out(value)
+    if length != 1:
+      raise ValueError(f'a streaming step takes one frame, got {length}')
+    write = lambda cache, row: jax.lax.dynamic_update_slice(
+        cache, row[None].transpose(0, 1, 3, 2, 4).astype(cache.dtype), (step, 0, 0, frame, 0))
+    keys.value = write(keys.value, key)
+    values.value = write(values.value, value)
+    step_keys = jax.lax.dynamic_index_in_dim(keys.value, step, keepdims=False)  # [B, H, T, Dh]
+    step_values = jax.lax.dynamic_index_in_dim(values.value, step, keepdims=False)
+    einsum = _einsum(dot)
+    # As nn.dot_product_attention: query / sqrt(Dh), masked scores at the dtype's minimum.
+    scores = einsum('bhd,bhtd->bht', query[:, 0] / jnp.sqrt(head_dim).astype(query.dtype),
+                    step_keys)
+    seen = jnp.arange(step_keys.shape[2]) <= frame
+    scores = jnp.where(seen, scores, jnp.finfo(scores.dtype).min)
+    weights = jax.nn.softmax(scores).astype(self.dtype)
+    mixed = einsum('bht,bhtd->bhd', weights, step_values)
+    return out(mixed[:, None])
 
 
 class SingleTokenCrossAttention(nn.Module):
@@ -110,10 +163,12 @@ class SingleTokenCrossAttention(nn.Module):
   matmul_dtype: str | None = None
   decode: bool = False  # streaming: keep the output in the 'cache' collection ('cross_out')
   from_cache: bool = False  # streaming after frame 0: read that output instead of computing it
+  cache_steps: int = 1  # decode: one output per denoising step, [cache_steps, B, 1, D]
 
   @nn.compact
-  def __call__(self, h, memory, deterministic):
-    """h: [B, T, D] queries; memory: [B, 1, D]. Returns [B, T, D]."""
+  def __call__(self, h, memory, deterministic, step=0):
+    """h: [B, T, D] queries; memory: [B, 1, D]; step: decode only, the denoising step's slice of
+    the cache. Returns [B, T, D]."""
     width = h.shape[-1]
     head_dim = width // self.num_heads
     dot = matmul_with_operands_in(self.matmul_dtype)
@@ -126,14 +181,17 @@ class SingleTokenCrossAttention(nn.Module):
       # A stream's memory token at a given denoising step (timestep, label) is the same for every
       # frame, so this output is too: frame 0 computes it, later frames skip the value and output
       # projections (a fifth of the weights a step reads for its one token).
-      cached = self.variable('cache', 'cross_out', jnp.zeros, (memory.shape[0], 1, width), h.dtype)
+      cached = self.variable('cache', 'cross_out', jnp.zeros,
+                             (self.cache_steps, memory.shape[0], 1, width), h.dtype)
       if self.from_cache and not self.is_initializing():
-        return jnp.broadcast_to(cached.value, h.shape[:2] + (width,))
+        own = jax.lax.dynamic_index_in_dim(cached.value, step, keepdims=False)
+        return jnp.broadcast_to(own, h.shape[:2] + (width,))
     value = dense('value')(memory)  # [B, 1, H, Dh]
     out = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, dot_general=dot, name='out')
     shared = out(value)  # [B, 1, D]: what every frame receives without dropout
     if self.decode:
-      cached.value = shared.astype(h.dtype)
+      cached.value = jax.lax.dynamic_update_index_in_dim(cached.value, shared.astype(h.dtype), step,
+                                                         0)
     if deterministic or self.dropout == 0:
       return jnp.broadcast_to(shared, h.shape[:2] + (width,)).astype(h.dtype)
     # Each (frame, head) keeps its weight as 1 / (1 - p) or drops it: mix per-head projections.
@@ -154,16 +212,25 @@ class DecoderLayer(nn.Module):
   decode: bool = False  # one frame at a time, past keys/values from the 'cache' collection
   matmul_dtype: str | None = None
   cross_from_cache: bool = False  # decode: the cross-attention output cached at frame 0
+  cache_steps: int = 1  # decode: denoising steps the cache keeps a slice for
 
   @nn.compact
-  def __call__(self, h, memory, self_mask, deterministic, copies=1):
+  def __call__(self, h, memory, self_mask, deterministic, copies=1, frame=None, step=0):
     """h: [B, T, D]; memory: [copies * B, 1, D]. Returns [copies * B, T, D]: the rows after
-    self-attention are repeated `copies` times before they meet their memory tokens."""
+    self-attention are repeated `copies` times before they meet their memory tokens. Decoding:
+    T = 1, the frame's index `frame` and the denoising step `step` (scalars) address the cache."""
     width = h.shape[-1]
     drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
     norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
-    a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn', self.decode,
-                   self.matmul_dtype)(h, h, mask=self_mask, deterministic=deterministic)
+    if self.decode:
+      a = StreamingSelfAttention(self.num_heads,
+                                 self.cache_steps,
+                                 self.dtype,
+                                 self.matmul_dtype,
+                                 name='self_attn')(h, frame, step)
+    else:
+      a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn',
+                     self.matmul_dtype)(h, h, mask=self_mask, deterministic=deterministic)
     h = norm('norm1')(h + drop(a))
     h = jnp.tile(h, (copies, 1, 1))
     a = SingleTokenCrossAttention(self.num_heads,
@@ -172,7 +239,8 @@ class DecoderLayer(nn.Module):
                                   self.matmul_dtype,
                                   self.decode,
                                   self.cross_from_cache,
-                                  name='cross_attn')(h, memory, deterministic)
+                                  self.cache_steps,
+                                  name='cross_attn')(h, memory, deterministic, step)
     h = norm('norm2')(h + drop(a))
     f = FeedForward(width, self.ff_size, self.dropout, self.dtype, self.matmul_dtype,
                     name='ff')(h, deterministic)
@@ -288,13 +356,15 @@ class OnlineDecoder(nn.Module):
   dtype: jnp.dtype = jnp.float32
   matmul_dtype: str | None = None
   cross_from_cache: bool = False
+  cache_steps: int = 1
 
   @nn.compact
-  def __call__(self, h, memory, positions, deterministic, copies=1):
+  def __call__(self, h, memory, positions, deterministic, copies=1, cache_step=0):
     """h: [B, T, D]; memory: [copies * B, 1, D]. Returns [copies * B, T, D].
 
     copies > 1 (classifier-free guidance pairs): the rows differ only in their memory token,
     which first enters at layer 0's cross-attention, so everything before it runs once.
+    Decoding: one frame, at positions[0], for the denoising step `cache_step`.
     """
     if self.use_pos_emb:
       h = positional_encoding(h, positions)
@@ -308,11 +378,14 @@ class OnlineDecoder(nn.Module):
                        self.decode,
                        self.matmul_dtype,
                        self.cross_from_cache,
+                       self.cache_steps,
                        name=f'layer_{i}')(h,
                                           memory,
                                           causal,
                                           deterministic,
-                                          copies=copies if i == 0 else 1)
+                                          copies=copies if i == 0 else 1,
+                                          frame=None if positions is None else positions[0],
+                                          step=cache_step)
     return h
 
 
@@ -369,6 +442,8 @@ class Denoiser(nn.Module):
       shares (README, "Training recipe").
     decode: streaming, one frame per call at `positions`, past self-attention keys and values in
       the 'cache' collection (online only; initialise with the longest sequence to stream).
+    cache_steps: decode only: the cache keeps a slice for each of this many denoising steps (a
+      stream's schedule steps); a call reads and writes the slice `cache_step`.
     cross_from_cache: decode only, for every frame after a stream's first: each layer's
       cross-attention output is read from the cache its first frame wrote (the memory token, i.e.
       timestep and label, must be the same as then; streaming.py keeps one cache per step).
@@ -413,6 +488,7 @@ class Denoiser(nn.Module):
   dtype: jnp.dtype = jnp.float32
   decode: bool = False
   cross_from_cache: bool = False
+  cache_steps: int = 1
   matmul_dtype: str | None = None
   actor_positions_rest: tuple | None = None
   prediction: str = 'x0'
@@ -458,6 +534,7 @@ class Denoiser(nn.Module):
     if self.arch == 'online':
       self.decoder = OnlineDecoder(decode=self.decode,
                                    cross_from_cache=self.cross_from_cache,
+                                   cache_steps=self.cache_steps,
                                    **stack)
     else:
       self.encoder = OfflineEncoder(**stack)
@@ -472,6 +549,7 @@ class Denoiser(nn.Module):
                uncond=None,
                mask=None,
                positions=None,
+               cache_step=0,
                guidance_pairs=False,
                train=False):
     """Args:
@@ -485,6 +563,7 @@ class Denoiser(nn.Module):
         causal, so trailing padding never reaches valid frames).
       positions: optional [T] int frame indices for the positional encoding (default 0..T-1);
         decoding passes the index of its one frame.
+      cache_step: decoding: the denoising step whose slice of the cache this call uses.
       guidance_pairs: classifier-free guidance in one call: returns [2B, T, 56, 6], rows :B
         conditioned on `action` and rows B: on the null condition, sharing everything before the
         memory token first enters (online). Inference only.
@@ -508,7 +587,12 @@ class Denoiser(nn.Module):
 
     tokens = self.frames(x_t, actor)  # [B, T, D]
     if self.arch == 'online':
-      h = self.decoder(tokens, memory, positions, deterministic, copies=copies)
+      h = self.decoder(tokens,
+                       memory,
+                       positions,
+                       deterministic,
+                       copies=copies,
+                       cache_step=cache_step)
     else:
       h = self.encoder(tokens, memory, mask, deterministic, copies=copies)
     out = self.output_process(h)

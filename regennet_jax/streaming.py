@@ -2,11 +2,13 @@
 
 The online denoiser is strictly causal, so the whole-sequence chain factorises over frames: at
 diffusion step i, frame f's prediction needs only x_i and the actor at frames <= f. A stream keeps,
-for every diffusion step, the self-attention keys/values of the frames seen so far (a KV cache per
-step and layer, sized to `max_frames`), and draws frame f's noise from per-frame keys (with
-`schedule.noise_correlation`, continuing each step's draw of the previous frame). Each new
-frame then costs one single-token pass per diffusion step -- constant, whatever the history length
-(attention reads a fixed-size masked buffer) -- and the stream reproduces `sample.make_sampler` on
+for every diffusion step, the self-attention keys/values of the frames seen so far (per layer one
+buffer [steps, B, H, max_frames, Dh], model.StreamingSelfAttention), and draws frame f's noise from
+per-frame keys (with `schedule.noise_correlation`, continuing each step's draw of the previous
+frame). Each new frame then costs one single-token pass per diffusion step, which writes its row
+into the buffers in place (they ride whole in the loop's carry: nothing the size of the history is
+copied) and whose attention reads a fixed-size masked buffer -- so nearly constant, whatever the
+history length -- and the stream reproduces `sample.make_sampler` on
 the whole sequence with the same key. The cross-attention output of each step and layer depends
 only on that step's memory token (timestep, label), so the first frame caches it and every later
 frame runs a second compiled step that reads it (Denoiser.cross_from_cache).
@@ -36,14 +38,16 @@ from regennet_jax import sample as sample_lib
 from regennet_jax.body import skeleton
 
 
-def _make_caches(decoder, num_steps, batch, max_frames, guided, dtype=jnp.float32):
-  """Zeroed caches for `num_steps` diffusion steps: leaves stacked on a leading [num_steps] axis."""
+def _make_caches(decoder, batch, max_frames, guided, dtype=jnp.float32):
+  """Zeroed caches of `decoder` (decode=True, cache_steps = the schedule's steps): per layer,
+  keys/values [steps, B (2B guided), H, max_frames, Dh] and cross-attention outputs
+  [steps, B, 1, D]."""
   x = jnp.zeros((batch, max_frames, decoder.njoints, decoder.nfeats), dtype)
   label = jnp.zeros((batch,), jnp.int32)
   shapes = jax.eval_shape(functools.partial(decoder.init, guidance_pairs=guided),
                           jax.random.PRNGKey(0), x, jnp.zeros((batch,), jnp.int32), x,
                           label)['cache']
-  return jax.tree_util.tree_map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), shapes)
+  return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
 def make_stream_step(model,
@@ -58,9 +62,9 @@ def make_stream_step(model,
   previous frame's noise draws}. cross_from_cache: for frames after the first, which wrote the
   cross-attention outputs.
   """
-  decoder = model.clone(decode=True, cross_from_cache=cross_from_cache)
-  guided = sample_lib.uses_guidance(model, guidance_scale)
   n = schedule.num_steps
+  decoder = model.clone(decode=True, cross_from_cache=cross_from_cache, cache_steps=n)
+  guided = sample_lib.uses_guidance(model, guidance_scale)
   rho = schedule.noise_correlation
 
   def step(params, state, actor_frame, label, frame, key):
@@ -74,21 +78,24 @@ def make_stream_step(model,
     x_T = draw(init_key, state['noise'][n])
     positions = frame[None]
 
-    def body(x, inputs):
-      i, cache, previous = inputs
+    # The caches ride in the loop's carry, whole: each step writes its own frame row in place.
+    def body(carry, inputs):
+      x, caches = carry
+      i, previous = inputs
       t = jnp.full((batch,), i, jnp.int32)
-      updated = {}  # the step's cache after this frame, captured from the (possibly CFG) call
+      updated = {}  # the caches after this step, captured from the (possibly CFG) call
 
       def model_fn(x_t, timesteps):  # [2B] rows (conditional; unconditional) when guided
         out, mutated = decoder.apply({
             'params': params,
-            'cache': cache
+            'cache': caches
         },
                                      x_t,
                                      timesteps,
                                      actor_frame[:, None],
                                      label,
                                      positions=positions,
+                                     cache_step=i,
                                      guidance_pairs=guided,
                                      mutable=['cache'])
         updated['cache'] = mutated['cache']
@@ -97,11 +104,11 @@ def make_stream_step(model,
       denoise = diffusion.classifier_free_guidance(model_fn, guidance_scale) if guided else model_fn
       x0 = denoise(x[:, None], schedule.timestep_map[t])[:, 0]
       noise = draw(step_key(i), previous)
-      return diffusion.reverse_step(schedule, method, x0, x, t, noise,
-                                    eta), (updated['cache'], noise)
+      return (diffusion.reverse_step(schedule, method, x0, x, t, noise,
+                                     eta), updated['cache']), noise
 
-    x, (caches, noises) = jax.lax.scan(body,
-                                       x_T, (jnp.arange(n), state['model'], state['noise'][:n]),
+    (x, caches), noises = jax.lax.scan(body, (x_T, state['model']),
+                                       (jnp.arange(n), state['noise'][:n]),
                                        reverse=True)
     return x, {'model': caches, 'noise': jnp.concatenate([noises, x_T[None]])}
 
@@ -144,18 +151,17 @@ class ReactionStream:
     rows_sharding = NamedSharding(mesh, P('data')) if mesh is not None else None
     caches = {
         'model':
-            _make_caches(model.clone(decode=True), schedule.num_steps, self.rows, max_frames,
-                         guided),
+            _make_caches(model.clone(decode=True, cache_steps=schedule.num_steps), self.rows,
+                         max_frames, guided),
         'noise':
             jnp.zeros(
                 (schedule.num_steps + 1, self.rows, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS),
                 jnp.float32)
     }
-    # Keys/values [steps, B (2B guided), frames, heads, dim] and the noise [steps + 1, B, 56, 6]
-    # split by stream; the frame counters [steps] are replicated.
+    # Keys/values [steps, B (2B guided), heads, frames, dim], cross-attention outputs
+    # [steps, B, 1, D] and the noise [steps + 1, B, 56, 6]: all split by stream (axis 1).
     caches_sharding = None if mesh is None else jax.tree_util.tree_map(
-        lambda c: NamedSharding(mesh,
-                                P(None, 'data') if c.ndim > 1 else P()), caches)
+        lambda c: NamedSharding(mesh, P(None, 'data')), caches)
     replicated = NamedSharding(mesh, P()) if mesh is not None else None
     self._put_rows = lambda x: self._put(self._pad(x), rows_sharding)
     self.label = self._put_rows(label)

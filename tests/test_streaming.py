@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,6 +108,28 @@ def test_frames_after_the_first_read_the_cross_attention_output_it_cached():
   # ... and skip its projections: less arithmetic than the first frame's step.
   flops = [float(s.cost_analysis().get('flops', 0)) for s in intact._steps]
   assert 0 < flops[1] < flops[0]
+
+
+def test_a_frame_copies_no_cache_whatever_the_stream_length():
+  # A frame's step writes one row per layer and denoising step into caches it carries whole; a
+  # step that copies a cache (as slicing the caches per step did) costs more as max_frames grows.
+  model, params, _, _ = _setup()
+  sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
+  stream = streaming.ReactionStream(model,
+                                    params,
+                                    sched,
+                                    jax.random.PRNGKey(0),
+                                    batch_size=B,
+                                    max_frames=64)
+  smallest = min(
+      int(np.prod(leaf.shape[1:]))  # one step's keys of one layer: [B, H, 64, Dh]
+      for path, leaf in jax.tree_util.tree_leaves_with_path(stream._caches['model'])
+      if path[-1].key == 'cached_key')
+  for step in stream._steps:
+    copies = re.findall(r'= [a-z0-9]+\[([0-9,]*)\][^ ]* copy\(', step.as_text())
+    assert copies, 'the pattern matches XLA copies'  # (the RNG's small copies)
+    sizes = [int(np.prod([int(d) for d in shape.split(',') if d])) for shape in copies]
+    assert max(sizes) < smallest, sorted(sizes)[-3:]
 
 
 def test_stream_rejects_misuse():
