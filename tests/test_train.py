@@ -5,7 +5,9 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from regennet_jax import checkpoints
@@ -13,6 +15,7 @@ from regennet_jax import errors
 from regennet_jax import factory
 from regennet_jax import pair_frame
 from regennet_jax import train as train_lib
+from regennet_jax import train_step
 from regennet_jax.data import pipeline
 from regennet_jax.data import sources
 from tests.helpers import ROOT, tiny_config
@@ -121,10 +124,35 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3']
 
 
+def test_a_step_with_a_non_finite_loss_leaves_every_part_of_the_state_as_it_was():
+  config = tiny_config(**{'train.ema_decay': 0.9})
+  tx = optax.adam(0.1)
+  params = {'w': jnp.arange(4.0), 'b': jnp.ones(2)}
+  state = train_step.TrainState(step=jnp.int32(3),
+                                params=params,
+                                opt_state=tx.init(params),
+                                ema_params=jax.tree_util.tree_map(lambda p: p + 1, params))
+  parts = lambda s: jax.tree_util.tree_leaves((s.params, s.opt_state, s.ema_params))
+  terms = {'loss': jnp.ones(2)}
+  for loss in (jnp.nan, jnp.inf, 1.0):
+    fill = 1.0 if np.isfinite(loss) else loss  # a diverged step's gradients are not finite either
+    grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, fill), params)
+    new, _ = train_step._apply_gradients(config, tx, state, jnp.float32(loss), terms, grads, None)
+    assert int(new.step) == 4
+    unchanged = [np.array_equal(a, b) for a, b in zip(parts(new), parts(state))]
+    if np.isfinite(loss):  # params, Adam's count and moments, the EMA: all moved
+      assert not any(unchanged)
+      updates, _ = tx.update(grads, state.opt_state, params)
+      np.testing.assert_allclose(new.params['w'], optax.apply_updates(params, updates)['w'])
+    else:
+      assert all(unchanged), loss
+
+
 _DEVICES_SCRIPT = textwrap.dedent('''
     import json
     import jax
     from regennet_jax import train as train_lib
+from regennet_jax import train_step
     from tests.helpers import tiny_config
     out = {{}}
     for n in (1, 4):
