@@ -152,7 +152,6 @@ _DEVICES_SCRIPT = textwrap.dedent('''
     import json
     import jax
     from regennet_jax import train as train_lib
-from regennet_jax import train_step
     from tests.helpers import tiny_config
     out = {{}}
     for n in (1, 4):
