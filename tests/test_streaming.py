@@ -160,3 +160,19 @@ def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
   stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=1e-4)
+  # The decoder's kernels are stored in bfloat16 once (the products' operand type), the rest stay
+  # float32; one stream is computed as two rows (a one-row bfloat16 product is XLA:CPU's slow
+  # path), the extra row a copy that does not change the first.
+  dtypes = {
+      jax.tree_util.keystr(path): leaf.dtype
+      for path, leaf in jax.tree_util.tree_leaves_with_path(stream.params)
+  }
+  assert all((d == jnp.bfloat16) == ('decoder' in k and k.endswith("['kernel']"))
+             for k, d in dtypes.items())
+  assert any(d == jnp.bfloat16 for d in dtypes.values())
+  single = streaming.ReactionStream(model, params, sched, key, batch_size=1, max_frames=T)
+  assert single.rows == 2
+  alone = np.stack([single.push(actor[:1, f]) for f in range(T)], axis=1)
+  assert alone.shape == (1, T, 56, 6)
+  one = np.asarray(jax.jit(sample.make_sampler(model, sched))(params, actor[:1], label[:1], key))
+  np.testing.assert_allclose(alone, one, atol=1e-4)
