@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from regennet_jax import dropout
 from regennet_jax import errors
 from regennet_jax.body import kinematics
 from regennet_jax.body import skeleton
@@ -74,7 +75,7 @@ class FeedForward(nn.Module):
     dot = matmul_with_operands_in(self.matmul_dtype)
     h = nn.Dense(self.ff_size, dtype=self.dtype, dot_general=dot, name='linear1')(h)
     h = nn.gelu(h, approximate=False)
-    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
     return nn.Dense(self.width, dtype=self.dtype, dot_general=dot, name='linear2')(h)
 
 
@@ -82,13 +83,13 @@ def _einsum(dot):
   return jnp.einsum if dot is None else functools.partial(jnp.einsum, _dot_general=dot)
 
 
-def _attention(num_heads, dropout, dtype, name, matmul_dtype=None):
-  # broadcast_dropout=False: PyTorch drops attention probabilities element-wise.
+def _attention(num_heads, dropout_rate, dtype, name, matmul_dtype=None):
+  # PyTorch drops attention probabilities element-wise, as dropout.dot_product_attention does.
   dot = matmul_with_operands_in(matmul_dtype)
   einsum = None if dot is None else (lambda: _einsum(dot))
   return nn.MultiHeadDotProductAttention(num_heads=num_heads,
-                                         dropout_rate=dropout,
-                                         broadcast_dropout=False,
+                                         dropout_rate=dropout_rate,
+                                         attention_fn=dropout.dot_product_attention,
                                          dtype=dtype,
                                          name=name,
                                          qkv_dot_general=dot,
@@ -197,8 +198,8 @@ class SingleTokenCrossAttention(nn.Module):
     # Each (frame, head) keeps its weight as 1 / (1 - p) or drops it: mix per-head projections.
     params = out.variables['params']
     per_head = jnp.einsum('bhd,hdo->bho', value[:, 0], params['kernel'].astype(value.dtype))
-    keep = nn.Dropout(self.dropout)(jnp.ones(h.shape[:2] + (self.num_heads,), per_head.dtype),
-                                    deterministic=False)  # [B, T, H]
+    keep = dropout.Dropout(self.dropout)(jnp.ones(h.shape[:2] + (self.num_heads,), per_head.dtype),
+                                         deterministic=False)  # [B, T, H]
     mixed = jnp.einsum('bth,bho->bto', keep, per_head) + params['bias'].astype(per_head.dtype)
     return mixed.astype(h.dtype)
 
@@ -220,7 +221,7 @@ class DecoderLayer(nn.Module):
     self-attention are repeated `copies` times before they meet their memory tokens. Decoding:
     T = 1, the frame's index `frame` and the denoising step `step` (scalars) address the cache."""
     width = h.shape[-1]
-    drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    drop = lambda x: dropout.Dropout(self.dropout)(x, deterministic=deterministic)
     norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
     if self.decode:
       a = StreamingSelfAttention(self.num_heads,
@@ -258,7 +259,7 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, h, mask, deterministic):
     width = h.shape[-1]
-    drop = lambda x: nn.Dropout(self.dropout)(x, deterministic=deterministic)
+    drop = lambda x: dropout.Dropout(self.dropout)(x, deterministic=deterministic)
     norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
     a = _attention(self.num_heads,
                    self.dropout,
@@ -368,7 +369,7 @@ class OnlineDecoder(nn.Module):
     """
     if self.use_pos_emb:
       h = positional_encoding(h, positions)
-    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
     causal = nn.make_causal_mask(jnp.ones((1, h.shape[1]), bool))  # broadcasts over any batch
     for i in range(self.num_layers):
       h = DecoderLayer(self.num_heads,
@@ -408,7 +409,7 @@ class OfflineEncoder(nn.Module):
     h = jnp.concatenate([memory.astype(h.dtype), h], axis=1)  # [copies * B, T + 1, D]
     if self.use_pos_emb:
       h = positional_encoding(h)
-    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
     key_mask = None
     if mask is not None:
       mask = jnp.tile(mask.astype(bool), (copies, 1))
