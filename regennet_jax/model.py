@@ -18,39 +18,12 @@ import numpy as np
 
 from regennet_jax import dropout
 from regennet_jax import errors
+from regennet_jax import matmul
 from regennet_jax.body import kinematics
 from regennet_jax.body import skeleton
 
 MAX_LEN = 5000
 PREDICTIONS = ('x0', 'preconditioned')
-
-
-def matmul_with_operands_in(operand_dtype):
-  """A dot_general for Flax layers that multiplies in `operand_dtype` and accumulates in float32.
-
-  With 'bfloat16' the matrix multiplies run at twice the float32 rate on CPUs with AVX512-BF16 (and
-  natively on TPUs/GPUs) while activations, LayerNorm, softmax and residuals stay float32 -- unlike
-  dtype='bfloat16', whose bfloat16 outputs take XLA:CPU's slow path. None means plain float32.
-  """
-  if operand_dtype is None:
-    return None
-  operand_dtype = jnp.dtype(operand_dtype)
-
-  def dot_general(lhs,
-                  rhs,
-                  dimension_numbers,
-                  precision=None,
-                  preferred_element_type=None,
-                  **kwargs):
-    del preferred_element_type  # always accumulate (and return) float32
-    return jax.lax.dot_general(lhs.astype(operand_dtype),
-                               rhs.astype(operand_dtype),
-                               dimension_numbers,
-                               precision=precision,
-                               preferred_element_type=jnp.float32,
-                               **kwargs)
-
-  return dot_general
 
 
 def sinusoidal_table(max_len, dim):
@@ -72,7 +45,7 @@ class FeedForward(nn.Module):
 
   @nn.compact
   def __call__(self, h, deterministic):
-    dot = matmul_with_operands_in(self.matmul_dtype)
+    dot = matmul.operands_in(self.matmul_dtype)
     h = nn.Dense(self.ff_size, dtype=self.dtype, dot_general=dot, name='linear1')(h)
     h = nn.gelu(h, approximate=False)
     h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
@@ -85,7 +58,7 @@ def _einsum(dot):
 
 def _attention(num_heads, dropout_rate, dtype, name, matmul_dtype=None):
   # PyTorch drops attention probabilities element-wise, as dropout.dot_product_attention does.
-  dot = matmul_with_operands_in(matmul_dtype)
+  dot = matmul.operands_in(matmul_dtype)
   einsum = None if dot is None else (lambda: _einsum(dot))
   return nn.MultiHeadDotProductAttention(num_heads=num_heads,
                                          dropout_rate=dropout_rate,
@@ -119,7 +92,7 @@ class StreamingSelfAttention(nn.Module):
     """h: [B, 1, D] the new frame's token; frame, step: [] int. Returns [B, 1, D]."""
     batch, length, width = h.shape
     head_dim = width // self.num_heads
-    dot = matmul_with_operands_in(self.matmul_dtype)
+    dot = matmul.operands_in(self.matmul_dtype)
     dense = lambda name: nn.DenseGeneral(
         (self.num_heads, head_dim), dtype=self.dtype, dot_general=dot, name=name)
     query, key, value = (dense(name)(h) for name in ('query', 'key', 'value'))  # [B, 1, H, Dh]
@@ -172,7 +145,7 @@ class SingleTokenCrossAttention(nn.Module):
     the cache. Returns [B, T, D]."""
     width = h.shape[-1]
     head_dim = width // self.num_heads
-    dot = matmul_with_operands_in(self.matmul_dtype)
+    dot = matmul.operands_in(self.matmul_dtype)
     dense = lambda name: nn.DenseGeneral(
         (self.num_heads, head_dim), dtype=self.dtype, dot_general=dot, name=name)
     if self.is_initializing():  # create query/key so the parameter tree matches real attention
@@ -449,7 +422,7 @@ class Denoiser(nn.Module):
       cross-attention output is read from the cache its first frame wrote (the memory token, i.e.
       timestep and label, must be the same as then; streaming.py keeps one cache per step).
     matmul_dtype: 'bfloat16': the Transformer layers' matrix multiplies take bfloat16 operands and
-      accumulate in float32 (matmul_with_operands_in). Parameters, the input/output projections
+      accumulate in float32 (matmul.operands_in). Parameters, the input/output projections
       (they carry the motion itself: bfloat16 there cost FID) and everything else stay float32.
     actor_positions_rest: rest skeleton [55][3] (nested tuples) to also feed the actor's joint
       POSITIONS (forward kinematics with translation): where its hands are, which rotations encode

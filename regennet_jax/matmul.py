@@ -1,0 +1,102 @@
+"""Mixed-precision matrix multiplies for the model's Dense layers, forward and backward.
+
+`operands_in('bfloat16')` is a `dot_general` for `nn.Dense(dot_general=...)`: it rounds both
+operands to bfloat16, accumulates and returns float32, and so do its two backward products (the
+input and the weight gradient). That last part needs a custom VJP: JAX's own transpose rule
+multiplies the float32 cotangent by the bfloat16 operand, and XLA:CPU runs such mixed-type products
+by converting both sides to float32 -- the backward pass, two thirds of a training step's
+arithmetic, then never sees the bfloat16 (AMX / AVX512-BF16) kernels. Rounding the cotangent to
+bfloat16 is what mixed-precision training does everywhere (PyTorch autocast, TPU defaults).
+
+The weight gradient contracts the leading axes of both operands as they come
+(`[B, T, in] x [B, T, out] -> [in, out]`), a form XLA:CPU gives its bfloat16 kernel.
+Products with batch dimensions (attention scores and mixing, about 1% of the arithmetic) keep
+JAX's own backward: in the bfloat16-cotangent form one of them, [B, Tq, H, D] x [B, Tk, H, D] over
+D, lands on an XLA:CPU kernel with no bfloat16 x bfloat16 -> float32 variant.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def operands_in(operand_dtype):
+  """A `dot_general` multiplying in `operand_dtype`, accumulating in float32; None: plain float32.
+
+  Gradients come back in the caller's operand dtypes (float32 parameters and activations).
+  """
+  if operand_dtype is None:
+    return None
+  operand_dtype = jnp.dtype(operand_dtype)
+
+  def dot_general(lhs,
+                  rhs,
+                  dimension_numbers,
+                  precision=None,
+                  preferred_element_type=None,
+                  **kwargs):
+    del preferred_element_type, kwargs  # always accumulate (and return) float32
+    dimension_numbers = tuple(
+        tuple(tuple(int(a) for a in axes) for axes in pair) for pair in dimension_numbers)
+    if dimension_numbers[1][0]:  # batched: JAX's own backward (module docstring)
+      return _dot(lhs.astype(operand_dtype), rhs.astype(operand_dtype), dimension_numbers,
+                  precision)
+    return _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision)
+
+  return dot_general
+
+
+def _dot(lhs, rhs, dimension_numbers, precision):
+  """Float32 result: [batch axes..., lhs free axes..., rhs free axes...] (lax.dot_general's)."""
+  return jax.lax.dot_general(lhs,
+                             rhs,
+                             dimension_numbers,
+                             precision=precision,
+                             preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision):
+  return _dot(lhs.astype(operand_dtype), rhs.astype(operand_dtype), dimension_numbers, precision)
+
+
+def _mixed_dot_fwd(lhs, rhs, dimension_numbers, operand_dtype, precision):
+  lhs_low, rhs_low = lhs.astype(operand_dtype), rhs.astype(operand_dtype)
+  # Residuals kept in the low precision: half the activation memory of the float32 originals.
+  residuals = (lhs_low, rhs_low, jnp.zeros((0,), lhs.dtype), jnp.zeros((0,), rhs.dtype))
+  return _dot(lhs_low, rhs_low, dimension_numbers, precision), residuals
+
+
+def _free_axes(ndim, *taken):
+  return [a for a in range(ndim) if not any(a in axes for axes in taken)]
+
+
+def _mixed_dot_bwd(dimension_numbers, operand_dtype, precision, residuals, grad):
+  """grad [batch..., lhs free..., rhs free...] -> (d lhs, d rhs) in the operands' own dtypes."""
+  lhs_low, rhs_low, lhs_dtype_probe, rhs_dtype_probe = residuals
+  (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+  grad = grad.astype(operand_dtype)
+  lhs_free = _free_axes(lhs_low.ndim, lhs_contract, lhs_batch)
+  rhs_free = _free_axes(rhs_low.ndim, rhs_contract, rhs_batch)
+  nb, nl = len(lhs_batch), len(lhs_free)
+  grad_batch = tuple(range(nb))
+  grad_lhs_free = tuple(range(nb, nb + nl))
+  grad_rhs_free = tuple(range(nb + nl, grad.ndim))
+
+  # d lhs = grad . rhs over rhs's free axes: [batch..., lhs free..., rhs contracted (ascending)...].
+  d_lhs = _dot(grad, rhs_low, ((grad_rhs_free, tuple(rhs_free)), (grad_batch, rhs_batch)),
+               precision)
+  axes = list(lhs_batch) + lhs_free + [lhs_contract[i] for i in np.argsort(rhs_contract)]
+  d_lhs = jnp.transpose(d_lhs, np.argsort(axes))
+
+  # d rhs = lhs . grad over lhs's free axes: [batch..., lhs contracted (ascending)..., rhs free...].
+  d_rhs = _dot(lhs_low, grad, ((tuple(lhs_free), grad_lhs_free), (lhs_batch, grad_batch)),
+               precision)
+  axes = list(rhs_batch) + [rhs_contract[i] for i in np.argsort(lhs_contract)] + rhs_free
+  d_rhs = jnp.transpose(d_rhs, np.argsort(axes))
+  return d_lhs.astype(lhs_dtype_probe.dtype), d_rhs.astype(rhs_dtype_probe.dtype)
+
+
+_mixed_dot.defvjp(_mixed_dot_fwd, _mixed_dot_bwd)
