@@ -86,6 +86,17 @@ def test_compiled_dropout_has_no_loop():
   assert 'while' in flax_hlo  # what the check would catch
 
 
+def test_forward_and_backward_hash_the_mask_once():
+  # A mask used by several products is hashed once and stored, not hashed again inside each
+  # consumer (XLA would otherwise fuse the whole hash into the backward pass's products too).
+  key, x = jax.random.PRNGKey(0), jnp.ones((16, 64))
+  rounds = lambda f: jax.jit(f).lower(key, x).compile().as_text().count(' xor(')
+  forward = rounds(lambda k, x: jnp.sin(dropout.apply(k, x, 0.1)) @ x.T)
+  both = rounds(jax.grad(lambda k, x: jnp.sum(jnp.sin(dropout.apply(k, x, 0.1)) @ x.T), 1))
+  assert forward >= 20  # the hash's rounds are there to count
+  assert both == forward, (both, forward)
+
+
 def test_attention_matches_flax_and_drops_weights_element_wise():
   rng = np.random.default_rng(1)
   q, k, v = (jnp.asarray(rng.normal(size=(2, 5, 3, 4)), jnp.float32) for _ in range(3))
