@@ -50,8 +50,9 @@ def get_config():
   c.model.cond_mode = 'no_cond'  # 'no_cond' (unconstrained, the paper's main setting) or 'action'
   c.model.cond_mask_prob = 0.0  # >0 with cond_mode='action' enables classifier-free guidance
   c.model.dtype = 'float32'  # 'bfloat16' for faster steps on TPU/GPU
-  # Operands of the Transformer layers' matrix multiplies in training (accumulation is always
-  # float32): 'bfloat16' runs them ~2x faster on CPUs with AVX512-BF16, as TPUs do for float32.
+  # Operands of the Transformer layers' matrix multiplies in training, forward and backward
+  # (accumulation is always float32; regennet_jax/matmul.py): 'bfloat16' makes the NTU-size step
+  # 1.66x faster on a CPU with AMX (README, Speed), as TPUs do for float32 by default.
   c.model.matmul_dtype = 'float32'
   # True: the network sees both people in the actor's first-frame heading frame (rotated about the
   # vertical so the actor faces +z); samples are turned back to the world. False: the original's
