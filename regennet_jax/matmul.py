@@ -37,7 +37,9 @@ def operands_in(operand_dtype):
                   precision=None,
                   preferred_element_type=None,
                   **kwargs):
-    del preferred_element_type, kwargs  # always accumulate (and return) float32
+    # Always accumulate (and return) float32. Other keywords (out_sharding under explicit-axis
+    # meshes) are not passed on: this project's meshes shard automatically.
+    del preferred_element_type, kwargs
     dimension_numbers = tuple(
         tuple(tuple(int(a) for a in axes) for axes in pair) for pair in dimension_numbers)
     if dimension_numbers[1][0]:  # batched: JAX's own backward (module docstring)
