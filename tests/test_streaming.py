@@ -174,10 +174,14 @@ def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
   assert single.rows == 2
   alone = np.stack([single.push(actor[:1, f]) for f in range(T)], axis=1)
   assert alone.shape == (1, T, 56, 6)
-  one = np.asarray(jax.jit(sample.make_sampler(model, sched))(params, actor[:1], label[:1], key))
-  np.testing.assert_allclose(alone[:, :2], one[:, :2], atol=1e-4)
-  # From the third frame on, on an Intel Xeon with AMX (not on AVX512-BF16 CPUs without it), the
-  # padded one-stream case drifts from the sampler by up to ~0.01 (bfloat16 rounding, not a wrong
-  # frame: float32 streams, and two different streams above, agree to 1e-4 there too). Its cause
-  # is not yet found; it is bounded here so that anything larger fails.
-  np.testing.assert_allclose(alone, one, atol=3e-2)
+  # The stream computes the one stream as two identical rows, so the sampler does the same: on an
+  # Intel Xeon with AMX the whole-sequence sampler's bfloat16 attention products round
+  # differently for one row than for two (up to ~0.007 apart from the third frame on), the
+  # sampler's own batch-size dependence, not the stream's.
+  pair = lambda x: jnp.repeat(x[:1], 2, 0)
+  one = np.asarray(
+      jax.jit(sample.make_sampler(model, sched))(params, pair(actor), pair(label), key))[:1]
+  np.testing.assert_allclose(alone, one, atol=1e-4)
+  alone_sampled = np.asarray(
+      jax.jit(sample.make_sampler(model, sched))(params, actor[:1], label[:1], key))
+  np.testing.assert_allclose(alone, alone_sampled, atol=3e-2)
