@@ -45,7 +45,8 @@ def operands_in(operand_dtype):
     if dimension_numbers[1][0]:  # batched: JAX's own backward (module docstring)
       return _dot(lhs.astype(operand_dtype), rhs.astype(operand_dtype), dimension_numbers,
                   precision)
-    return _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision)
+    return _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision,
+                      (jnp.dtype(lhs.dtype), jnp.dtype(rhs.dtype)))
 
   return dot_general
 
@@ -59,25 +60,26 @@ def _dot(lhs, rhs, dimension_numbers, precision):
                              preferred_element_type=jnp.float32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision, input_dtypes):
+  del input_dtypes  # for the backward: the gradients' dtypes
   return _dot(lhs.astype(operand_dtype), rhs.astype(operand_dtype), dimension_numbers, precision)
 
 
-def _mixed_dot_fwd(lhs, rhs, dimension_numbers, operand_dtype, precision):
+def _mixed_dot_fwd(lhs, rhs, dimension_numbers, operand_dtype, precision, input_dtypes):
+  del input_dtypes
   lhs_low, rhs_low = lhs.astype(operand_dtype), rhs.astype(operand_dtype)
   # Residuals kept in the low precision: half the activation memory of the float32 originals.
-  residuals = (lhs_low, rhs_low, jnp.zeros((0,), lhs.dtype), jnp.zeros((0,), rhs.dtype))
-  return _dot(lhs_low, rhs_low, dimension_numbers, precision), residuals
+  return _dot(lhs_low, rhs_low, dimension_numbers, precision), (lhs_low, rhs_low)
 
 
 def _free_axes(ndim, *taken):
   return [a for a in range(ndim) if not any(a in axes for axes in taken)]
 
 
-def _mixed_dot_bwd(dimension_numbers, operand_dtype, precision, residuals, grad):
+def _mixed_dot_bwd(dimension_numbers, operand_dtype, precision, input_dtypes, residuals, grad):
   """grad [batch..., lhs free..., rhs free...] -> (d lhs, d rhs) in the operands' own dtypes."""
-  lhs_low, rhs_low, lhs_dtype_probe, rhs_dtype_probe = residuals
+  lhs_low, rhs_low = residuals
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
   grad = grad.astype(operand_dtype)
   lhs_free = _free_axes(lhs_low.ndim, lhs_contract, lhs_batch)
@@ -98,7 +100,8 @@ def _mixed_dot_bwd(dimension_numbers, operand_dtype, precision, residuals, grad)
                precision)
   axes = list(rhs_batch) + [rhs_contract[i] for i in np.argsort(lhs_contract)] + rhs_free
   d_rhs = jnp.transpose(d_rhs, np.argsort(axes))
-  return d_lhs.astype(lhs_dtype_probe.dtype), d_rhs.astype(rhs_dtype_probe.dtype)
+  lhs_dtype, rhs_dtype = input_dtypes
+  return d_lhs.astype(lhs_dtype), d_rhs.astype(rhs_dtype)
 
 
 _mixed_dot.defvjp(_mixed_dot_fwd, _mixed_dot_bwd)

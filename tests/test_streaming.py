@@ -156,7 +156,8 @@ def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
   model, params, actor, label = _setup(matmul_dtype='bfloat16')
   sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
   key = jax.random.PRNGKey(3)
-  full = np.asarray(jax.jit(sample.make_sampler(model, sched))(params, actor, label, key))
+  sampler = jax.jit(sample.make_sampler(model, sched))
+  full = np.asarray(sampler(params, actor, label, key))
   stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=1e-4)
@@ -179,9 +180,7 @@ def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
   # differently for one row than for two (up to ~0.007 apart from the third frame on), the
   # sampler's own batch-size dependence, not the stream's.
   pair = lambda x: jnp.repeat(x[:1], 2, 0)
-  one = np.asarray(
-      jax.jit(sample.make_sampler(model, sched))(params, pair(actor), pair(label), key))[:1]
+  one = np.asarray(sampler(params, pair(actor), pair(label), key))[:1]
   np.testing.assert_allclose(alone, one, atol=1e-4)
-  alone_sampled = np.asarray(
-      jax.jit(sample.make_sampler(model, sched))(params, actor[:1], label[:1], key))
+  alone_sampled = np.asarray(sampler(params, actor[:1], label[:1], key))
   np.testing.assert_allclose(alone, alone_sampled, atol=3e-2)
