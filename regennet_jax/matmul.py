@@ -36,15 +36,20 @@ def operands_in(operand_dtype):
                   dimension_numbers,
                   precision=None,
                   preferred_element_type=None,
-                  **kwargs):
-    # Always accumulate (and return) float32. Other keywords (out_sharding under explicit-axis
-    # meshes) are not passed on: this project's meshes shard automatically.
-    del preferred_element_type, kwargs
+                  out_sharding=None):
+    del preferred_element_type  # always accumulate (and return) float32
     dimension_numbers = tuple(
         tuple(tuple(int(a) for a in axes) for axes in pair) for pair in dimension_numbers)
-    if dimension_numbers[1][0]:  # batched: JAX's own backward (module docstring)
-      return _dot(lhs.astype(operand_dtype), rhs.astype(operand_dtype), dimension_numbers,
-                  precision)
+    # Batched products (module docstring) and products whose result sharding is given (meshes
+    # with explicit axes; the custom backward would not know its gradients' shardings) keep
+    # JAX's own backward.
+    if dimension_numbers[1][0] or out_sharding is not None:
+      return jax.lax.dot_general(lhs.astype(operand_dtype),
+                                 rhs.astype(operand_dtype),
+                                 dimension_numbers,
+                                 precision=precision,
+                                 preferred_element_type=jnp.float32,
+                                 out_sharding=out_sharding)
     return _mixed_dot(lhs, rhs, dimension_numbers, operand_dtype, precision,
                       (jnp.dtype(lhs.dtype), jnp.dtype(rhs.dtype)))
 

@@ -57,3 +57,22 @@ def test_backward_products_of_dense_layers_take_bfloat16_operands():
 
 def test_float32_means_plain_dot_general():
   assert matmul.operands_in(None) is None
+
+
+def test_a_result_sharding_asked_for_is_the_result_sharding():
+  # Under a mesh with explicit axes a caller may name the product's sharding; it must hold (and
+  # differentiate), not be dropped for the one inferred from the operands.
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+  mesh = jax.make_mesh((1,), ('data',), axis_types=(AxisType.Explicit,))
+  dot = matmul.operands_in('bfloat16')
+  dims = (((1,), (0,)), ((), ()))
+  with jax.set_mesh(mesh):
+    lhs = jax.device_put(jnp.ones((4, 8)), NamedSharding(mesh, P('data', None)))
+    rhs = jax.device_put(jnp.ones((8, 6)), NamedSharding(mesh, P()))
+    product = jax.jit(lambda a, b: dot(a, b, dims, out_sharding=P(None, 'data')))
+    out = product(lhs, rhs)
+    grad = jax.jit(jax.grad(lambda a, b: jnp.sum(product(a, b)), (0, 1)))(lhs, rhs)
+  assert out.sharding.spec == P(None, 'data')
+  np.testing.assert_allclose(out, 8.0)
+  np.testing.assert_allclose(grad[0], 6.0)
+  np.testing.assert_allclose(grad[1], 4.0)
