@@ -124,6 +124,26 @@ def matmul_rate(dtype='float32', size=2048):
   return 2 * size**3 / seconds
 
 
+@functools.lru_cache(maxsize=None)
+def matvec_bandwidth(dtype='float32', rows=1, matrices=32, shape=(512, 2048)):
+  """This machine's JAX rate (bytes/s) of reading weights in a chain of [rows, 512] x [512, 2048]
+  products over `matrices` distinct kernels in `dtype` (128 MB in float32, like the ~80 MB a
+  paper-size denoiser pass reads), float32 results: the memory roofline of a one-token pass."""
+  kernels = [
+      jax.random.normal(jax.random.PRNGKey(i), shape, jnp.float32).astype(dtype) * 0.01
+      for i in range(matrices)
+  ]
+
+  def chain(x, kernels):
+    for kernel in kernels:
+      x = jnp.tanh(jnp.matmul(x.astype(dtype), kernel, preferred_element_type=jnp.float32))
+      x = x[:, :shape[0]]
+    return x
+
+  seconds = time_fn(jax.jit(chain), jnp.ones((rows, shape[0])), kernels, repeats=7, warmup=2)
+  return sum(k.nbytes for k in kernels) / seconds
+
+
 def roofline(flops, seconds, dtype='float32'):
   """{'xla_gflop': .., 'achieved_gflops': .., 'fraction_of_matmul_rate': ..} for one timed call."""
   rate = flops / seconds

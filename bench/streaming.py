@@ -3,12 +3,17 @@ counts, and the throughput of many simultaneous streams.
 
   python bench/streaming.py [--preset=ntu|default] [--steps=2,5,10,trailing1] [--streams=1,8,32]
 
+A frame's passes each read every kernel once for one token, so beside the fraction of the matmul
+rate it prints the megabytes XLA counts as read per frame, the rate they were read at, and this
+machine's measured JAX matrix-vector bandwidth (common.matvec_bandwidth): read / bandwidth is the
+least time a frame can take in JAX here.
+
 Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 100 steps.
 """
 
 import argparse
 
-from common import emit, load_config, respacing_for, roofline
+from common import emit, load_config, matvec_bandwidth, respacing_for, roofline
 
 import jax
 import jax.numpy as jnp
@@ -53,16 +58,30 @@ def main():
       for f in range(args.frames):
         stream.push(actor[f])
       report = stream.latency_report()
-      flops = stream._steps[-1].cost_analysis()  # the step every frame after the first runs
+      cost = stream._steps[-1].cost_analysis()  # the step every frame after the first runs
+      cost = cost[0] if isinstance(cost, list) else cost
       # The step scans over the denoising steps; XLA counts the scan's body once.
-      flops = schedule.num_steps * float(
-          (flops[0] if isinstance(flops, list) else flops).get('flops', np.nan))
+      flops = schedule.num_steps * float(cost.get('flops', np.nan))
       report.update(roofline(flops, report['p50_ms'] / 1000, args.matmul_dtype))
+      # A one-token pass reads every kernel once per denoising step: it is bound by how fast
+      # the weights stream from cache or memory, not by arithmetic.
+      read = schedule.num_steps * float(cost.get('bytes accessed', np.nan))
+      bandwidth = matvec_bandwidth(args.matmul_dtype, rows=min(stream.rows, 2))
+      report.update({
+          'xla_mb_read_per_frame': read / 1e6,
+          'achieved_gb_per_s': read / report['p50_ms'] / 1e6,
+          'fraction_of_measured_matvec_bandwidth': read / report['p50_ms'] / 1e-3 / bandwidth,
+          'ms_at_measured_matvec_bandwidth': read / bandwidth * 1e3
+      })
       report['frames_per_sec'] = streams * 1000 / report['p50_ms']
       results[f'{streams}_streams_{steps}_steps'] = report
   m = config.model
   emit({
       'benchmark': 'streaming',
+      'matvec_gb_per_s': {
+          f'{dtype}, {rows} row(s)': matvec_bandwidth(dtype, rows=rows) / 1e9
+          for dtype, rows in (('float32', 1), ('bfloat16', 1), ('bfloat16', 2))
+      },
       'preset': args.preset,
       'num_layers': m.num_layers,
       'latent_dim': m.latent_dim,
