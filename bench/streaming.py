@@ -64,9 +64,10 @@ def main():
       flops = schedule.num_steps * float(cost.get('flops', np.nan))
       report.update(roofline(flops, report['p50_ms'] / 1000, args.matmul_dtype))
       # A one-token pass reads every kernel once per denoising step: it is bound by how fast
-      # the weights stream from cache or memory, not by arithmetic.
+      # the weights stream from cache or memory, not by arithmetic. The bandwidth is one
+      # stream's (a bfloat16 stream computes two rows); many streams share each read.
       read = schedule.num_steps * float(cost.get('bytes accessed', np.nan))
-      bandwidth = matvec_bandwidth(args.matmul_dtype, rows=min(stream.rows, 2))
+      bandwidth = matvec_bandwidth(args.matmul_dtype, rows=2 if model.matmul_dtype else 1)
       report.update({
           'xla_mb_read_per_frame': read / 1e6,
           'achieved_gb_per_s': read / report['p50_ms'] / 1e6,
