@@ -9,7 +9,11 @@ arithmetic, then never sees the bfloat16 (AMX / AVX512-BF16) kernels. Rounding t
 bfloat16 is what mixed-precision training does everywhere (PyTorch autocast, TPU defaults).
 
 The weight gradient contracts the leading axes of both operands as they come
-(`[B, T, in] x [B, T, out] -> [in, out]`), a form XLA:CPU gives its bfloat16 kernel.
+(`[B, T, in] x [B, T, out] -> [in, out]`), a form XLA:CPU gives its bfloat16 kernel. In float32
+(`operands_in(None)`, the same custom VJP without rounding) it contracts the tokens flattened into
+one axis instead: over one axis XLA:CPU reads the activation transposed in place, over two it
+first copies it transposed (about a fifth of the product's time; bfloat16 operands take a slow
+kernel in the flattened form, so they keep the copy).
 Products with batch dimensions (attention scores and mixing, about 1% of the arithmetic) keep
 JAX's own backward: in the bfloat16-cotangent form one of them, [B, Tq, H, D] x [B, Tk, H, D] over
 D, lands on an XLA:CPU kernel with no bfloat16 x bfloat16 -> float32 variant.
@@ -23,13 +27,11 @@ import numpy as np
 
 
 def operands_in(operand_dtype):
-  """A `dot_general` multiplying in `operand_dtype`, accumulating in float32; None: plain float32.
+  """A `dot_general` multiplying in `operand_dtype`, accumulating in float32; None: float32.
 
   Gradients come back in the caller's operand dtypes (float32 parameters and activations).
   """
-  if operand_dtype is None:
-    return None
-  operand_dtype = jnp.dtype(operand_dtype)
+  operand_dtype = jnp.dtype(jnp.float32 if operand_dtype is None else operand_dtype)
 
   def dot_general(lhs,
                   rhs,
@@ -101,8 +103,14 @@ def _mixed_dot_bwd(dimension_numbers, operand_dtype, precision, input_dtypes, re
   d_lhs = jnp.transpose(d_lhs, np.argsort(axes))
 
   # d rhs = lhs . grad over lhs's free axes: [batch..., lhs contracted (ascending)..., rhs free...].
-  d_rhs = _dot(lhs_low, grad, ((tuple(lhs_free), grad_lhs_free), (lhs_batch, grad_batch)),
-               precision)
+  if operand_dtype == jnp.float32 and not lhs_batch and lhs_free == list(range(nl)):
+    # A layer's weight gradient in float32: tokens flattened into one axis (module docstring).
+    tokens = int(np.prod(lhs_low.shape[:nl]))
+    d_rhs = _dot(lhs_low.reshape(tokens, -1), grad.reshape(tokens, -1), (((0,), (0,)), ((), ())),
+                 precision).reshape(lhs_low.shape[nl:] + grad.shape[nl:])
+  else:
+    d_rhs = _dot(lhs_low, grad, ((tuple(lhs_free), grad_lhs_free), (lhs_batch, grad_batch)),
+                 precision)
   axes = list(rhs_batch) + [rhs_contract[i] for i in np.argsort(lhs_contract)] + rhs_free
   d_rhs = jnp.transpose(d_rhs, np.argsort(axes))
   lhs_dtype, rhs_dtype = input_dtypes

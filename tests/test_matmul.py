@@ -55,8 +55,29 @@ def test_backward_products_of_dense_layers_take_bfloat16_operands():
     assert operands_and_result[2].endswith('xf32>')
 
 
-def test_float32_means_plain_dot_general():
-  assert matmul.operands_in(None) is None
+@pytest.mark.parametrize('lhs_shape, rhs_shape, dims', CASES)
+def test_float32_value_and_gradients_are_autodiff_ones(lhs_shape, rhs_shape, dims):
+  k1, k2 = jax.random.split(jax.random.PRNGKey(1))
+  lhs, rhs = jax.random.normal(k1, lhs_shape), jax.random.normal(k2, rhs_shape)
+  dot = matmul.operands_in(None)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b, dims)))
+  reference = lambda a, b, d: jax.lax.dot_general(a, b, d)
+  np.testing.assert_allclose(dot(lhs, rhs, dims), reference(lhs, rhs, dims), rtol=1e-6, atol=1e-5)
+  got = jax.grad(loss(dot), (0, 1))(lhs, rhs)
+  want = jax.grad(loss(reference), (0, 1))(lhs, rhs)
+  for g, w in zip(got, want):
+    assert g.shape == w.shape and g.dtype == jnp.float32
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_float32_weight_gradient_contracts_the_tokens_as_one_axis():
+  dot = matmul.operands_in(None)
+  x, w = jnp.ones((4, 5, 8)), jnp.ones((8, 16))
+  grad = jax.jit(jax.grad(lambda w: jnp.sum(dot(x, w, (((2,), (0,)), ((), ())))**2)))
+  text = grad.lower(w).as_text()
+  products = re.findall(r'dot_general.*\((tensor<\S*>), (tensor<\S*>)\) -> (tensor<\S*>)', text)
+  # The forward product and the [20, 8] x [20, 16] weight gradient (no input gradient asked for).
+  assert ('tensor<20x8xf32>', 'tensor<20x16xf32>', 'tensor<8x16xf32>') in products, products
 
 
 def test_a_result_sharding_asked_for_is_the_result_sharding():
