@@ -52,7 +52,7 @@ def get_config():
   c.model.dtype = 'float32'  # 'bfloat16' for faster steps on TPU/GPU
   # Operands of the Transformer layers' matrix multiplies in training, forward and backward
   # (accumulation is always float32; regennet_jax/matmul.py): 'bfloat16' makes the NTU-size step
-  # 1.5-1.7x faster on a CPU with AMX (README, Speed), as TPUs do for float32 by default.
+  # 1.4-1.7x faster on a CPU with AMX (README, Speed), as TPUs do for float32 by default.
   c.model.matmul_dtype = 'float32'
   # True: the network sees both people in the actor's first-frame heading frame (rotated about the
   # vertical so the actor faces +z); samples are turned back to the world. False: the original's
