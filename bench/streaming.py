@@ -68,10 +68,11 @@ def main():
       # stream's (a bfloat16 stream computes two rows); many streams share each read.
       read = schedule.num_steps * float(cost.get('bytes accessed', np.nan))
       bandwidth = matvec_bandwidth(args.matmul_dtype, rows=2 if model.matmul_dtype else 1)
+      achieved = read / (report['p50_ms'] / 1e3)  # bytes/s
       report.update({
           'xla_mb_read_per_frame': read / 1e6,
-          'achieved_gb_per_s': read / report['p50_ms'] / 1e6,
-          'fraction_of_measured_matvec_bandwidth': read / report['p50_ms'] / 1e-3 / bandwidth,
+          'achieved_gb_per_s': achieved / 1e9,
+          'fraction_of_measured_matvec_bandwidth': achieved / bandwidth,
           'ms_at_measured_matvec_bandwidth': read / bandwidth * 1e3
       })
       report['frames_per_sec'] = streams * 1000 / report['p50_ms']

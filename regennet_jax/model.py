@@ -53,13 +53,13 @@ class FeedForward(nn.Module):
 
 
 def _einsum(dot):
-  return jnp.einsum if dot is None else functools.partial(jnp.einsum, _dot_general=dot)
+  return functools.partial(jnp.einsum, _dot_general=dot)
 
 
 def _attention(num_heads, dropout_rate, dtype, name, matmul_dtype=None):
   # PyTorch drops attention probabilities element-wise, as dropout.dot_product_attention does.
   dot = matmul.operands_in(matmul_dtype)
-  einsum = None if dot is None else (lambda: _einsum(dot))
+  einsum = lambda: _einsum(dot)
   return nn.MultiHeadDotProductAttention(num_heads=num_heads,
                                          dropout_rate=dropout_rate,
                                          attention_fn=dropout.dot_product_attention,
