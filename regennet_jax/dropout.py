@@ -106,30 +106,3 @@ class Dropout(nn.Module):
     if deterministic or self.rate == 0.0:
       return x
     return apply(self.make_rng('dropout'), x, self.rate)
-
-
-def dot_product_attention(query,
-                          key,
-                          value,
-                          mask=None,
-                          dropout_rng=None,
-                          dropout_rate=0.0,
-                          deterministic=False,
-                          dtype=None,
-                          qk_attn_weights_einsum=None,
-                          attn_weights_value_einsum=None):
-  """nn.dot_product_attention (an `attention_fn` for nn.MultiHeadDotProductAttention) whose
-  attention-weight dropout is element-wise and drawn by keep_mask.
-
-  query: [B, Tq, H, Dh]; key, value: [B, Tk, H, Dh]. Returns [B, Tq, H, Dh].
-  """
-  weights = nn.dot_product_attention_weights(query,
-                                             key,
-                                             mask=mask,
-                                             deterministic=True,
-                                             dtype=dtype,
-                                             einsum=qk_attn_weights_einsum)
-  if not deterministic and dropout_rate > 0.0:
-    weights = apply(dropout_rng, weights, dropout_rate)
-  einsum = attn_weights_value_einsum or jnp.einsum
-  return einsum('...hqk,...khd->...qhd', weights, value)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from regennet_jax import attention
 from regennet_jax import dropout
 from regennet_jax import errors
 from regennet_jax import matmul
@@ -57,12 +58,12 @@ def _einsum(dot):
 
 
 def _attention(num_heads, dropout_rate, dtype, name, matmul_dtype=None):
-  # PyTorch drops attention probabilities element-wise, as dropout.dot_product_attention does.
+  # PyTorch drops attention probabilities element-wise, as attention.dot_product_attention does.
   dot = matmul.operands_in(matmul_dtype)
   einsum = lambda: _einsum(dot)
   return nn.MultiHeadDotProductAttention(num_heads=num_heads,
                                          dropout_rate=dropout_rate,
-                                         attention_fn=dropout.dot_product_attention,
+                                         attention_fn=attention.dot_product_attention,
                                          dtype=dtype,
                                          name=name,
                                          qkv_dot_general=dot,

@@ -97,23 +97,6 @@ def test_forward_and_backward_hash_the_mask_once():
   assert both == forward, (both, forward)
 
 
-def test_attention_matches_flax_and_drops_weights_element_wise():
-  rng = np.random.default_rng(1)
-  q, k, v = (jnp.asarray(rng.normal(size=(2, 5, 3, 4)), jnp.float32) for _ in range(3))
-  mask = nn.make_causal_mask(jnp.ones((2, 5)))
-  np.testing.assert_allclose(dropout.dot_product_attention(q, k, v, mask=mask, deterministic=True),
-                             nn.dot_product_attention(q, k, v, mask=mask, deterministic=True),
-                             atol=1e-6)
-  key = jax.random.PRNGKey(5)
-  got = dropout.dot_product_attention(q, k, v, mask=mask, dropout_rng=key, dropout_rate=0.4)
-  weights = nn.dot_product_attention_weights(q, k, mask=mask, deterministic=True)
-  keep = dropout.keep_mask(key, weights.shape, 0.4)
-  scale = dropout.drop_threshold(0.4)[1]
-  want = jnp.einsum('...hqk,...khd->...qhd', jnp.where(keep, weights * scale, 0), v)
-  np.testing.assert_allclose(got, want, atol=1e-6)
-  assert not np.allclose(got, nn.dot_product_attention(q, k, v, mask=mask, deterministic=True))
-
-
 _SHARDED_SCRIPT = textwrap.dedent('''
     import json
     import jax
