@@ -19,6 +19,7 @@ import numpy as np
 from regennet_jax import attention
 from regennet_jax import dropout
 from regennet_jax import errors
+from regennet_jax import layer_norm
 from regennet_jax import matmul
 from regennet_jax.body import kinematics
 from regennet_jax.body import skeleton
@@ -196,7 +197,7 @@ class DecoderLayer(nn.Module):
     T = 1, the frame's index `frame` and the denoising step `step` (scalars) address the cache."""
     width = h.shape[-1]
     drop = lambda x: dropout.Dropout(self.dropout)(x, deterministic=deterministic)
-    norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
+    norm = lambda name: layer_norm.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
     if self.decode:
       a = StreamingSelfAttention(self.num_heads,
                                  self.cache_steps,
@@ -234,7 +235,7 @@ class EncoderLayer(nn.Module):
   def __call__(self, h, mask, deterministic):
     width = h.shape[-1]
     drop = lambda x: dropout.Dropout(self.dropout)(x, deterministic=deterministic)
-    norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
+    norm = lambda name: layer_norm.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
     a = _attention(self.num_heads,
                    self.dropout,
                    self.dtype,
