@@ -5,8 +5,8 @@ flax's function multiplies [B, T, H, Dh] operands with (B, H) as batch axes that
 leading, and XLA:CPU then runs the six small batched products of a layer's forward and backward
 pass on strided operands. Here the operands are first made head-major and flattened to
 [B * H, T, Dh], so each product is one batch axis of contiguous [T, Dh] blocks: at the paper's
-size (B = 64, T = 60, 4 heads of 128) this takes a layer's attention core from about 41 to 25 ms
-(forward and backward) on a 2-core CPU. Weights are dropped element-wise, as PyTorch does, by
+size (B = 64, T = 60, 4 heads of 128) this takes a layer's attention core, forward and backward,
+from 38-41 to 28-30 ms on a 2-core CPU. Weights are dropped element-wise, as PyTorch does, by
 dropout.keep_mask drawn over the weights' [B, H, Tq, Tk] shape (flax's own dropout draws
 jax.random.bernoulli and would cost a quarter of a training step on CPU).
 """
