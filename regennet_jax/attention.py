@@ -29,8 +29,8 @@ def dot_product_attention(query,
                           attn_weights_value_einsum=None):
   """nn.dot_product_attention with element-wise weight dropout (keep_mask).
 
-  query: [B, Tq, H, Dh]; key, value: [B, Tk, H, Dh]; mask: None or boolean, broadcastable to
-  [B, H, Tq, Tk] (True: attend). Returns [B, Tq, H, Dh] in the operands' promoted dtype (or
+  query, key: [B, Tq or Tk, H, Dh]; value: [B, Tk, H, Dv]; mask: None or boolean, broadcastable
+  to [B, H, Tq, Tk] (True: attend). Returns [B, Tq, H, Dv] in the operands' promoted dtype (or
   `dtype`).
   """
   dtype = dtype or jnp.result_type(query, key, value)
@@ -39,8 +39,8 @@ def dot_product_attention(query,
   scores_einsum = qk_attn_weights_einsum or jnp.einsum
   mix_einsum = attn_weights_value_einsum or jnp.einsum
 
-  def head_major(x):  # [B, T, H, Dh] -> [B * H, T, Dh]
-    return jnp.swapaxes(x, 1, 2).reshape(batch * heads, x.shape[1], depth)
+  def head_major(x):  # [B, T, H, D] -> [B * H, T, D]
+    return jnp.swapaxes(x, 1, 2).reshape(batch * heads, x.shape[1], x.shape[3])
 
   query = query / jnp.sqrt(depth).astype(dtype)
   scores = scores_einsum('nqd,nkd->nqk', head_major(query), head_major(key))
@@ -52,4 +52,4 @@ def dot_product_attention(query,
     weights = dropout.apply(dropout_rng, weights, dropout_rate)
   mixed = mix_einsum('nqk,nkd->nqd', weights.reshape(batch * heads, q_len, k_len),
                      head_major(value))
-  return jnp.swapaxes(mixed.reshape(batch, heads, q_len, depth), 1, 2)
+  return jnp.swapaxes(mixed.reshape(batch, heads, q_len, value.shape[3]), 1, 2)

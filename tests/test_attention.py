@@ -43,8 +43,9 @@ def test_values_and_gradients_are_flax_ones(mask_name):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_keys_and_queries_may_differ_in_length():
-  q, k, v = _qkv(3, q_len=4, k_len=7)
+def test_keys_and_queries_may_differ_in_length_and_values_in_depth():
+  q, k, _ = _qkv(3, q_len=4, k_len=7)
+  _, _, v = _qkv(3, q_len=4, k_len=7, depth=6)
   np.testing.assert_allclose(attention.dot_product_attention(q, k, v, deterministic=True),
                              nn.dot_product_attention(q, k, v, deterministic=True),
                              atol=1e-6)
