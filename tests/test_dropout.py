@@ -119,7 +119,9 @@ _SHARDED_SCRIPT = textwrap.dedent('''
 
 
 def test_a_mask_is_the_same_however_its_array_is_sharded():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+  env = dict(os.environ,
+             XLA_FLAGS=os.environ['XLA_FLAGS'] + ' --xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu')
   proc = subprocess.run([sys.executable, '-c', _SHARDED_SCRIPT],
                         env=env,
                         capture_output=True,

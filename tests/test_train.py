@@ -180,7 +180,9 @@ _DEVICES_SCRIPT = textwrap.dedent('''
 
 
 def test_four_devices_match_one_device(tmp_path):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
+  env = dict(os.environ,
+             XLA_FLAGS=os.environ['XLA_FLAGS'] + ' --xla_force_host_platform_device_count=4',
+             JAX_PLATFORMS='cpu')
   # Run from the repository root, which `python -c` puts on sys.path.
   proc = subprocess.run(
       [sys.executable, '-c', _DEVICES_SCRIPT.format(tmp=str(tmp_path))],
