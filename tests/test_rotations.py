@@ -119,3 +119,25 @@ def test_angle_gradient_is_correct_away_from_edges():
     g = jax.grad(lambda t: rot.rotation_angle(rot.axis_angle_to_matrix(jnp.array([0.0, t, 0.0]))))(
         theta)
     np.testing.assert_allclose(float(g), 1.0, atol=1e-4)
+
+
+def test_components_first_products_match_matmul_with_gradients():
+  # [3, 3, joints, N] @ [3, 3, joints, N] and @ [3, joints, N], as forward kinematics calls them.
+  rng = np.random.default_rng(5)
+  a, b, v = (rng.normal(size=s) for s in ((3, 3, 4, 7), (3, 3, 4, 7), (3, 4, 7)))
+  to_last = lambda m: np.moveaxis(m, (0, 1), (-2, -1))  # [3, 3, ...] -> [..., 3, 3]
+  want_mm = np.moveaxis(to_last(a) @ to_last(b), (-2, -1), (0, 1))
+  want_mv = np.moveaxis(np.einsum('...ij,...j->...i', to_last(a), np.moveaxis(v, 0, -1)), -1, 0)
+  np.testing.assert_allclose(rot.matmul3_soa(a, b), want_mm, rtol=1e-12)  # numpy in, numpy out
+  np.testing.assert_allclose(rot.matmul3_soa(a, v), want_mv, rtol=1e-12)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  np.testing.assert_allclose(jax.jit(rot.matmul3_soa)(f32(a), f32(b)), want_mm, atol=1e-5)
+  np.testing.assert_allclose(jax.jit(rot.matmul3_soa)(f32(a), f32(v)), want_mv, atol=1e-5)
+  # Gradients of a weighted sum against the same product written as an einsum.
+  w = f32(rng.normal(size=(3, 3, 4, 7)))
+  loss = lambda fn: lambda x, y: jnp.sum(w * fn(x, y))
+  einsum = lambda x, y: jnp.einsum('ij...,jk...->ik...', x, y)
+  ours = jax.grad(loss(rot.matmul3_soa), argnums=(0, 1))(f32(a), f32(b))
+  ref = jax.grad(loss(einsum), argnums=(0, 1))(f32(a), f32(b))
+  for o, r in zip(ours, ref):
+    np.testing.assert_allclose(o, r, atol=1e-5)
