@@ -14,6 +14,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = [sys.executable, os.path.join(ROOT, 'run.py')]
 ENV = dict(os.environ, JAX_PLATFORMS='cpu')
 
+
+def forced_devices_env(count):
+  """ENV with `count` host CPU devices, keeping the XLA flags the suite sets (conftest.py)."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}"
+  return dict(ENV, XLA_FLAGS=flags.strip())
+
+
 TINY_OVERRIDES = {
     'data.synthetic_train_size': 16,
     'data.synthetic_test_size': 8,

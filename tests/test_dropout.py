@@ -1,7 +1,6 @@
 """Dropout masks: JAX's Threefry written out, their statistics, and what XLA makes of them."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,8 +13,7 @@ import numpy as np
 import pytest
 
 from regennet_jax import dropout
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, forced_devices_env
 
 
 def test_threefry_is_jaxs_threefry():
@@ -119,9 +117,7 @@ _SHARDED_SCRIPT = textwrap.dedent('''
 
 
 def test_a_mask_is_the_same_however_its_array_is_sharded():
-  env = dict(os.environ,
-             XLA_FLAGS=os.environ['XLA_FLAGS'] + ' --xla_force_host_platform_device_count=2',
-             JAX_PLATFORMS='cpu')
+  env = forced_devices_env(2)
   proc = subprocess.run([sys.executable, '-c', _SHARDED_SCRIPT],
                         env=env,
                         capture_output=True,

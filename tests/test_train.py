@@ -18,7 +18,7 @@ from regennet_jax import train as train_lib
 from regennet_jax import train_step
 from regennet_jax.data import pipeline
 from regennet_jax.data import sources
-from tests.helpers import ROOT, tiny_config
+from tests.helpers import ROOT, forced_devices_env, tiny_config
 
 
 def _metrics(workdir):
@@ -180,9 +180,7 @@ _DEVICES_SCRIPT = textwrap.dedent('''
 
 
 def test_four_devices_match_one_device(tmp_path):
-  env = dict(os.environ,
-             XLA_FLAGS=os.environ['XLA_FLAGS'] + ' --xla_force_host_platform_device_count=4',
-             JAX_PLATFORMS='cpu')
+  env = forced_devices_env(4)
   # Run from the repository root, which `python -c` puts on sys.path.
   proc = subprocess.run(
       [sys.executable, '-c', _DEVICES_SCRIPT.format(tmp=str(tmp_path))],
