@@ -38,6 +38,16 @@ def sinusoidal_table(max_len, dim):
   return table.astype(np.float32)
 
 
+def gelu(x):
+  """Exact GELU as PyTorch writes it: x * Phi(x) = x / 2 * (1 + erf(x / sqrt(2))), any shape.
+
+  jax.nn.gelu(approximate=False) goes through erfc, whose two-branch approximation XLA:CPU
+  evaluates everywhere: at paper size that made a float32 training step 45-70 ms slower (2-3%).
+  Far in the negative tail 1 + erf cancels to 0 in float32 (as in PyTorch; error < 1e-6).
+  """
+  return x * 0.5 * (1 + jax.lax.erf(x * np.asarray(np.sqrt(0.5), x.dtype)))
+
+
 class FeedForward(nn.Module):
   width: int
   ff_size: int
@@ -49,7 +59,7 @@ class FeedForward(nn.Module):
   def __call__(self, h, deterministic):
     dot = matmul.operands_in(self.matmul_dtype)
     h = nn.Dense(self.ff_size, dtype=self.dtype, dot_general=dot, name='linear1')(h)
-    h = nn.gelu(h, approximate=False)
+    h = gelu(h)
     h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
     return nn.Dense(self.width, dtype=self.dtype, dot_general=dot, name='linear2')(h)
 

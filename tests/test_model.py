@@ -1,3 +1,4 @@
+import math
 import re
 
 import jax
@@ -7,7 +8,7 @@ import pytest
 
 from regennet_jax import diffusion
 from regennet_jax import factory
-from regennet_jax.model import Denoiser, count_params, sinusoidal_table
+from regennet_jax.model import Denoiser, count_params, gelu, sinusoidal_table
 
 B, T = 2, 12
 TINY = dict(num_layers=2, latent_dim=32, ff_size=64, num_heads=4)
@@ -43,6 +44,19 @@ def test_sinusoidal_table_interleaves_sin_cos():
   freq = 10000**(-2 * i / 8)
   np.testing.assert_allclose(table[pos, 2 * i], np.sin(pos * freq), atol=1e-6)
   np.testing.assert_allclose(table[pos, 2 * i + 1], np.cos(pos * freq), atol=1e-6)
+
+
+def test_gelu_is_exact_and_so_is_its_gradient():
+  # x * Phi(x) and Phi(x) + x * phi(x) in float64 (math.erf), not the tanh approximation. As in
+  # PyTorch's form, 1 + erf cancels in float32 far in the negative tail: absolute error < 1e-6.
+  x = np.concatenate([np.linspace(-9, 9, 721), [-1e-3, 0.0, 1e-3, 30.0, -30.0]])
+  cdf = 0.5 * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x]))
+  pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+  values, grads = jax.jit(jax.vmap(jax.value_and_grad(gelu)))(jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(values, x * cdf, rtol=2e-6, atol=1e-6)
+  np.testing.assert_allclose(grads, cdf + x * pdf, rtol=2e-6, atol=1e-6)
+  tanh_form = np.asarray(jax.nn.gelu(jnp.asarray(x, jnp.float32), approximate=True))
+  assert np.max(np.abs(tanh_form - x * cdf)) > 1e-4  # the check can tell the two apart
 
 
 @pytest.mark.parametrize('fusion', ['concat', 'add'])
