@@ -149,6 +149,8 @@ def _parse_flags(argv):
 
 def run(mode, config, workdir, overridden=()):
   """Runs one mode; returns its JSON-able result. Checks every setting before writing anything."""
+  from regennet_jax import host_memory
+  host_memory.keep_freed_memory()  # before JAX starts its CPU backend
   import jax  # imported here so that --help is instant
   from regennet_jax import checkpoints
   from regennet_jax import config_check
