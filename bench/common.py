@@ -17,10 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from regennet_jax import host_memory  # noqa: E402
-
-host_memory.keep_freed_memory()  # before JAX starts its CPU backend: a step's buffers reuse pages
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

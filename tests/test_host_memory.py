@@ -78,3 +78,12 @@ def test_not_applied_when_jax_computes_on_an_accelerator(tmp_path):
   code = ('from regennet_jax import host_memory; '
           'print(host_memory.accelerator_plugins(), host_memory.keep_freed_memory())')
   assert _run(code, path=[str(tmp_path)]) == ["['fake_gpu']", 'False']
+
+
+def test_set_for_paper_size_training_only():
+  from configs import ntu120, synthetic
+  assert host_memory.pays_off(ntu120.get_config())  # [64, 60, 1024] float32: 15.7 MB
+  assert not host_memory.pays_off(synthetic.get_config())  # the default run: [32, 40, 256]
+  small = ntu120.get_config()
+  small.train.batch_size = 8  # 2 MB
+  assert not host_memory.pays_off(small)
