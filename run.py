@@ -153,7 +153,6 @@ def run(mode, config, workdir, overridden=()):
   from regennet_jax import checkpoints
   from regennet_jax import config_check
   from regennet_jax import distill
-  from regennet_jax import host_memory
   from regennet_jax import modes
   from regennet_jax import train
   from regennet_jax.data import sources
@@ -163,8 +162,6 @@ def run(mode, config, workdir, overridden=()):
     distill.adopt_teacher_model(config, workdir, overridden)
   distill.student_sampling(config, overridden)
   config_check.validate(config)
-  if mode == 'train' and host_memory.pays_off(config):
-    host_memory.keep_freed_memory()  # before JAX starts its CPU backend
   checkpoints.check_writable(workdir)  # now, not after the long work
   if _DISTRIBUTED.value or _COORDINATOR.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,

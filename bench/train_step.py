@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from regennet_jax import factory
-from regennet_jax import host_memory
 from regennet_jax import sharding
 from regennet_jax import train_step
 from regennet_jax.body import kinematics
@@ -43,8 +42,6 @@ def main():
   args = parser.parse_args()
   config = load_config(args.preset)
   config.model.matmul_dtype = args.matmul_dtype
-  # As run.py does for such a training run, before JAX starts its CPU backend.
-  keeps_freed_memory = host_memory.pays_off(config) and host_memory.keep_freed_memory()
   setup = factory.make_training(config, 26)
   batch = sharding.shard_batch(random_batch(config, config.train.batch_size), setup.mesh)
   key = jax.random.PRNGKey(1)
@@ -56,8 +53,8 @@ def main():
   jax.block_until_ready(step(setup.state, batch, key))  # compiled and run once before counting
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   seconds = time_fn(lambda s: step(s, batch, key)[1]['loss'], setup.state, repeats=args.repeats)
-  # time_fn's warm-up call and its repeats: at NTU size about 450,000 unless host_memory keeps
-  # freed memory (about 11,000 here, where the state is not donated; 1 when it is).
+  # time_fn's warm-up call and its repeats. At NTU size about 450,000 a step: XLA:CPU's buffers
+  # come from malloc, and glibc returns freed ones to the kernel (README, speed, fourth sitting).
   faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (args.repeats + 1)
   flops = xla_flops(step, setup.state, batch, key)
   m = config.model
@@ -86,7 +83,6 @@ def main():
       **roofline(flops, seconds, args.matmul_dtype), 'fk_seconds': fk_time,
       'fk_share_of_step': fk_time / seconds,
       'page_faults_per_step': faults,
-      'keeps_freed_memory': keeps_freed_memory,
       'speedup_vs_original_pytorch_cpu_23s': 23.0 / seconds if args.preset == 'ntu' else None,
   })
 
