@@ -52,10 +52,13 @@ def main():
                                  factory.make_loss_weights(config)))
   jax.block_until_ready(step(setup.state, batch, key))  # compiled and run once before counting
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-  seconds = time_fn(lambda s: step(s, batch, key)[1]['loss'], setup.state, repeats=args.repeats)
-  # time_fn's warm-up call and its repeats. At NTU size about 450,000 a step: XLA:CPU's buffers
-  # come from malloc, and glibc returns freed ones to the kernel (README, speed, fourth sitting).
-  faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (args.repeats + 1)
+  seconds = time_fn(lambda s: step(s, batch, key)[1]['loss'],
+                    setup.state,
+                    repeats=args.repeats,
+                    warmup=0)  # the call above warmed it up
+  # At NTU size about 450,000 a step: XLA:CPU's buffers come from malloc, and glibc returns freed
+  # ones to the kernel (README, speed, fourth sitting).
+  faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.repeats
   flops = xla_flops(step, setup.state, batch, key)
   m = config.model
 
