@@ -20,6 +20,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from regennet_jax import allocator
+
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'synthetic.py')
 
 
@@ -199,4 +201,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  allocator.preload()  # tcmalloc: a CPU training step a tenth faster (regennet_jax/allocator.py)
   app.run(main, flags_parser=_parse_flags)

@@ -17,6 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from regennet_jax import allocator  # noqa: E402
+
+allocator.preload()  # what run.py runs with; machine() reports it
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -169,6 +173,7 @@ def machine():
       'devices': jax.device_count(),
       'python': platform.python_version(),
       'jax': jax.__version__,
+      'malloc': allocator.active(),
       'matmul_gflop_per_s': {
           'float32': matmul_rate('float32') / 1e9,
           'bfloat16': matmul_rate('bfloat16') / 1e9

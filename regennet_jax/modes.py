@@ -12,6 +12,7 @@ import os
 import jax
 import numpy as np
 
+from regennet_jax import allocator
 from regennet_jax import export
 from regennet_jax import factory
 from regennet_jax import metrics_log
@@ -44,7 +45,8 @@ def after_training(config, workdir, state, summary, splits):
       'steps': summary['final_step'],
       'stopped_by': summary['stopped_by'],
       'last_metrics': summary.get('last_metrics'),
-      'sampling': _sampling(config)
+      'sampling': _sampling(config),
+      'malloc': allocator.active(),  # steps_per_sec depends on it on CPU
   }
   if summary['stopped_by'] or not config.train.report:
     return result

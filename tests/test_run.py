@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from regennet_jax import allocator
 from regennet_jax import errors
 from regennet_jax.data import sources
 from regennet_jax.evaluation import monitor
@@ -26,6 +27,8 @@ def test_train_then_sample(tmp_path, smplx_npz):
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = _last_json(proc.stdout)
   assert result['steps'] == 6 and result['stopped_by'] is None
+  # run.py re-executed itself with tcmalloc where one is installed (.ci/run installs it).
+  assert ('tcmalloc' in result['malloc']) == (allocator.choose(ENV) is not None), result['malloc']
   for name in ('report.md', 'report.json', 'config.json', 'metrics.jsonl',
                'samples/test_reactions.npz'):
     assert os.path.exists(os.path.join(workdir, name)), name
