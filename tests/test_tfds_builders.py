@@ -2,6 +2,7 @@
 TFDS API (builder_from_directory, tfds.data_source) and through run.py's data loading."""
 
 import json
+import tempfile
 
 import ml_collections
 import numpy as np
@@ -170,6 +171,9 @@ def test_smplx_pairs_reads_amass_files_and_resamples(tmp_path):
 
 def test_synthetic_is_built_on_first_use_and_old_datasets_are_named(tmp_path, monkeypatch):
   monkeypatch.setenv('REGENNET_JAX_DATA_DIR', str(tmp_path / 'cache'))
+  scratch = tmp_path / 'tmp'  # this test's own temporary directory, to see what is left in it
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(scratch))
   data = ml_collections.ConfigDict({
       'name': 'synthetic',
       'dir': '',
@@ -182,6 +186,7 @@ def test_synthetic_is_built_on_first_use_and_old_datasets_are_named(tmp_path, mo
   })
   train, test, names = sources.load_splits(data)
   assert len(train) == 6 and len(test) == 2 and names[0] == 'handshake'
+  assert list(scratch.iterdir()) == []  # nothing left behind by building it
   # Each split from its own seed stream: test sequences are not copies of training ones.
   from regennet_jax.data import synthetic
   for src, split in ((train, 'train'), (test, 'test')):

@@ -56,13 +56,17 @@ class PairsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     raise NotImplementedError
 
   def _info(self):
-    return self.dataset_info_from_configs(description=(self.__doc__ or '').strip(),
+    info = self.dataset_info_from_configs(description=(self.__doc__ or '').strip(),
                                           features=records.features(self.class_names()),
                                           homepage=self.HOMEPAGE,
                                           citation=self.CITATION,
                                           metadata=tfds.core.MetadataDict(fps=self.fps(),
                                                                           source='',
                                                                           skipped=[]))
+    # TFDS looks an unbuilt dataset up on gs://tfds-data, where these never are, and leaves an
+    # empty temporary directory behind each time.
+    info.initialize_from_bucket = lambda: None
+    return info
 
   def _split_generators(self, dl_manager):
     manual_dir = os.fspath(dl_manager.manual_dir) if self.MANUAL_DOWNLOAD_INSTRUCTIONS else None
