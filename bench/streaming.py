@@ -5,8 +5,8 @@ counts, and the throughput of many simultaneous streams.
 
 A frame's passes each read every kernel once for one token, so beside the fraction of the matmul
 rate it prints the megabytes XLA counts as read per frame, the rate they were read at, and this
-machine's measured JAX matrix-vector bandwidth (common.matvec_bandwidth): read / bandwidth is the
-least time a frame can take in JAX here.
+machine's measured JAX matrix-vector bandwidth (common.matvec_bandwidth, over as many bytes of
+kernels as one pass reads): read / bandwidth is the least time a frame can take in JAX here.
 
 Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 100 steps.
 """
@@ -66,12 +66,22 @@ def main():
       # A one-token pass reads every kernel once per denoising step: it is bound by how fast
       # the weights stream from cache or memory, not by arithmetic. The bandwidth is one
       # stream's (a bfloat16 stream computes two rows); many streams share each read.
-      read = schedule.num_steps * float(cost.get('bytes accessed', np.nan))
-      bandwidth = matvec_bandwidth(args.matmul_dtype, rows=2 if model.matmul_dtype else 1)
+      per_pass = float(cost.get('bytes accessed', np.nan))
+      read = schedule.num_steps * per_pass
+      # Measured over as many bytes of kernels as a pass reads: the rate falls as the working
+      # set outgrows the caches (on the Intel Xeon of the README about 40 GB/s for 67 MB, 30
+      # for 134 MB).
+      kernel_bytes = 512 * 2048 * jnp.dtype(args.matmul_dtype).itemsize
+      matrices = max(1, round(per_pass / kernel_bytes))
+      bandwidth = matvec_bandwidth(args.matmul_dtype,
+                                   rows=2 if model.matmul_dtype else 1,
+                                   matrices=matrices)
       achieved = read / (report['p50_ms'] / 1e3)  # bytes/s
       report.update({
           'xla_mb_read_per_frame': read / 1e6,
           'achieved_gb_per_s': achieved / 1e9,
+          'matvec_gb_per_s_at_pass_size': bandwidth / 1e9,
+          'matvec_working_set_mb': matrices * kernel_bytes / 1e6,
           'fraction_of_measured_matvec_bandwidth': achieved / bandwidth,
           'ms_at_measured_matvec_bandwidth': read / bandwidth * 1e3
       })
