@@ -19,7 +19,10 @@ if ROOT not in sys.path:
 
 from regennet_jax import allocator  # noqa: E402
 
-allocator.preload()  # what run.py runs with; machine() reports it
+if sys.argv and os.path.dirname(os.path.abspath(sys.argv[0])) == os.path.join(ROOT, 'bench'):
+  # A benchmark run as a command: the malloc run.py runs with (machine() reports it). Not when
+  # imported elsewhere, where re-executing would restart someone else's process.
+  allocator.preload()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
