@@ -121,11 +121,42 @@ def _setup(ax, view, title):
 _LIGHT = np.array([0.4, -0.6, 0.7]) / np.linalg.norm([0.4, -0.6, 0.7])
 
 
-def _draw_mesh(ax, vertices, faces, color, label=None):
-  """A body surface [V, 3] with faces [F, 3], flat-shaded by one light (painter's algorithm)."""
+def mesh_winding(vertices, faces):
+  """How the faces [F, 3] of a surface (vertices [V, 3]) turn seen from outside: +1
+  counter-clockwise, -1 clockwise, 0 not consistently (some neighbours disagree)."""
+  edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2).astype(np.int64)
+  directed = edges[:, 0] * len(vertices) + edges[:, 1]
+  if len(np.unique(directed)) != len(directed):  # an edge walked the same way by two faces
+    return 0
+  corners = vertices[faces].astype(np.float64) - vertices.mean(0)
+  volume = np.einsum('fi,fi->', corners[:, 0], np.cross(corners[:, 1], corners[:, 2]))
+  return int(np.sign(volume))
+
+
+def facing_camera(ax, tri, winding):
+  """[F] bool: which triangles [F, 3, 3] (plot coordinates) of a surface whose faces turn
+  `winding` (mesh_winding) face the camera of `ax`, seen in its perspective."""
+  from mpl_toolkits.mplot3d import proj3d  # pylint: disable=g-import-not-at-top
+  x, y, _ = proj3d.proj_transform(*tri.reshape(-1, 3).T, ax.get_proj())
+  screen = np.stack([x, y], -1).reshape(-1, 3, 2)
+  a, b = screen[:, 1] - screen[:, 0], screen[:, 2] - screen[:, 0]
+  # Plotting (x, z, y) mirrors the world, so an outside that turns counter-clockwise in the
+  # world turns clockwise on the screen.
+  return (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]) * winding < 0
+
+
+def _draw_mesh(ax, vertices, faces, color, label=None, winding=0):
+  """A body surface [V, 3] with faces [F, 3], flat-shaded by one light (painter's algorithm).
+
+  winding: mesh_winding(vertices, faces). Unless 0, only the faces towards the camera are drawn:
+  on a closed surface the others lie behind them, and they are half of matplotlib's work (an
+  SMPL-X body has 20,908 faces).
+  """
   from matplotlib import colors as mcolors  # pylint: disable=g-import-not-at-top
   from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # pylint: disable=g-import-not-at-top
   tri = vertices[faces][..., [0, 2, 1]]  # y-up world -> matplotlib's z-up (x, z, y)
+  if winding:
+    tri = tri[facing_camera(ax, tri, winding)]
   normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
   normals /= np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12
   shade = 0.35 + 0.65 * np.abs(normals @ _LIGHT)
@@ -151,13 +182,14 @@ def render_frames(people, title='', size=4.0, dpi=80, meshes=None):
   fig = plt.figure(figsize=(size, size), dpi=dpi)
   ax = fig.add_subplot(projection='3d')
   fig.subplots_adjust(0, 0, 1, 0.93)
+  windings = {name: mesh_winding(v[0], faces) for name, (v, faces) in meshes.items()}
   images = []
   for f in range(frames):
     _setup(ax, view, f'{title}  frame {f + 1}/{frames}')
     for name in names:
       if name in meshes:
         vertices, faces = meshes[name]
-        _draw_mesh(ax, vertices[f], faces, COLORS.get(name, None), name)
+        _draw_mesh(ax, vertices[f], faces, COLORS.get(name, None), name, windings[name])
       else:
         _draw(ax, people[name][f], COLORS.get(name, None), name)
     _draw_contacts(ax, people, f)
@@ -224,13 +256,18 @@ def contact_sheet(rows, path, num_frames=6, meshes=None):
   for r, (title, people) in enumerate(rows):
     view = _view(people)
     frames = min(len(p) for p in people.values())
+    row_meshes = meshes[r] if meshes else {}
+    windings = {name: mesh_winding(v[0], faces) for name, (v, faces) in row_meshes.items()}
     for c, f in enumerate(np.linspace(0, frames - 1, num_frames).astype(int)):
       ax = fig.add_subplot(len(rows), num_frames, r * num_frames + c + 1, projection='3d')
       _setup(ax, view, f'{title} f{f}' if c == 0 else f'f{f}')
-      row_meshes = meshes[r] if meshes else {}
       for name, joints in people.items():
         if name in row_meshes:
-          _draw_mesh(ax, row_meshes[name][0][f], row_meshes[name][1], COLORS.get(name, None))
+          _draw_mesh(ax,
+                     row_meshes[name][0][f],
+                     row_meshes[name][1],
+                     COLORS.get(name, None),
+                     winding=windings[name])
         else:
           _draw(ax, joints[f], COLORS.get(name, None))
       _draw_contacts(ax, people, f)

@@ -82,3 +82,67 @@ def test_the_contact_dot_is_drawn_over_the_bodies_it_marks():
   gold = (np.abs(frame - [242, 183, 5]).sum(-1) < 60).sum()
   # A marker 8 points wide at 80 dpi covers about 60 pixels; drawn behind the bones, none show.
   assert gold > 30
+
+
+def _closed_surface(points=800, radii=(1.0, 1.0, 1.0), seed=0):
+  """A closed convex surface: vertices [V, 3] on an ellipsoid, faces [F, 3] counter-clockwise
+  seen from outside."""
+  from scipy.spatial import ConvexHull
+  d = np.random.default_rng(seed).normal(size=(points, 3))
+  vertices = (d / np.linalg.norm(d, axis=1, keepdims=True) * radii).astype(np.float32)
+  faces = ConvexHull(vertices).simplices
+  corners = vertices[faces]
+  normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+  inward = np.einsum('fi,fi->f', normal, corners.mean(1)) < 0
+  faces[inward] = faces[inward][:, [0, 2, 1]]
+  return vertices, faces
+
+
+def test_mesh_winding_tells_outside_from_inside(smplx_npz):
+  from regennet_jax.body import mesh
+  vertices, faces = _closed_surface()
+  assert render.mesh_winding(vertices, faces) == 1
+  assert render.mesh_winding(vertices, faces[:, [0, 2, 1]]) == -1
+  one_flipped = faces.copy()
+  one_flipped[7] = one_flipped[7, [0, 2, 1]]
+  assert render.mesh_winding(vertices, one_flipped) == 0  # not consistent: draw every face
+  body = mesh.SmplxMesh.load(smplx_npz)  # the generated model's faces are random
+  assert render.mesh_winding(body.v_shaped, body.faces) == 0
+
+
+def test_only_faces_towards_the_camera_are_kept():
+  import matplotlib.pyplot as plt
+  vertices, faces = _closed_surface()
+  tri = vertices[faces][..., [0, 2, 1]]  # plot coordinates, as render draws them
+  for elev, azim in ((12, -60), (12, 100), (40, 200), (-20, 30)):
+    fig = plt.figure()
+    ax = fig.add_subplot(projection='3d')
+    for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+      set_lim(-3, 3)
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=elev, azim=azim)
+    kept = render.facing_camera(ax, tri, 1)
+    plt.close(fig)
+    e, a = np.radians(elev), np.radians(azim)
+    towards_eye = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+    front = tri.mean(1) @ towards_eye > 0  # the near half of a sphere (far camera)
+    # Perspective moves the rim a little: near the outline the two can differ.
+    assert np.mean(kept == front) > 0.95, (elev, azim)
+    assert np.array_equal(render.facing_camera(ax, tri, -1), ~kept)
+
+
+def test_drawing_only_the_front_faces_keeps_the_outline(monkeypatch):
+  a, r = fake_files.synthetic_people(0, 1, frames=30)
+  people = {
+      n: render.world_joints(pipeline.to_model_motion(m[:2], 0))
+      for n, m in (('actor', a), ('reactor', r))
+  }
+  vertices, faces = _closed_surface(3000, radii=(0.2, 0.8, 0.15))
+  meshes = {n: (joints[:, :1] + vertices, faces) for n, joints in people.items()}
+  covered = lambda frames: (frames.astype(np.int32).sum(-1) < 600)  # not the white background
+  culled = render.render_frames(people, meshes=meshes)
+  monkeypatch.setattr(render, 'mesh_winding', lambda vertices, faces: 0)
+  every_face = render.render_frames(people, meshes=meshes)
+  assert covered(every_face).sum() > 0.03 * covered(every_face).size  # the bodies are drawn
+  # The same pixels covered, whichever faces are drawn behind the front ones.
+  assert np.mean(covered(culled) != covered(every_face)) < 0.002
