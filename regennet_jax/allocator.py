@@ -3,18 +3,20 @@
 XLA:CPU takes each step's buffers from malloc. glibc gives large freed blocks back to the kernel,
 so every step writes to fresh pages that the kernel must zero: about 450,000 page faults and a
 tenth of a paper-size float32 step on a 2-core CPU. tcmalloc keeps freed memory in per-thread and
-central caches instead, without one lock for all threads (README, Speed, "fifth sitting"). TPU VM
-images preload it for the same reason.
+central caches instead, without one lock for all threads (README, Speed, "fifth sitting"). Cloud
+TPU VM images commonly preload it too.
 
 A process's malloc can only be chosen before it starts, so `preload()` re-executes the running
-command once, in place (same PID, same arguments), with the library in LD_PRELOAD. It is called
-first thing by run.py and bench/common.py and does nothing when:
+command once, in place (same PID, same arguments), with the library in LD_PRELOAD. run.py calls
+it first thing, and so does bench/common.py when a benchmark runs as a command. It does nothing
+when:
 
 * REGENNET_MALLOC=system, or this process is already the re-executed one;
 * LD_PRELOAD already names a tcmalloc or jemalloc (set by the user or the machine image);
 * the platform is not Linux, or no tcmalloc is installed (Debian/Ubuntu: libtcmalloc-minimal4).
 
-REGENNET_MALLOC=/path/to/lib.so preloads that library instead (jemalloc, a tcmalloc elsewhere).
+REGENNET_MALLOC=/path/to/lib.so preloads that library instead (a tcmalloc elsewhere, or another
+malloc to compare: jemalloc kept a tenth of glibc's faults even with its page purging off).
 """
 
 import ctypes.util
