@@ -131,8 +131,11 @@ def matmul_rate(dtype='float32', size=2048):
   return 2 * size**3 / seconds
 
 
+MATVEC_KERNEL_SHAPE = (512, 2048)  # the kernels matvec_bandwidth reads
+
+
 @functools.lru_cache(maxsize=None)
-def matvec_bandwidth(dtype='float32', rows=1, matrices=32, shape=(512, 2048)):
+def matvec_bandwidth(dtype='float32', rows=1, matrices=32, shape=MATVEC_KERNEL_SHAPE):
   """This machine's JAX rate (bytes/s) of reading weights in a chain of [rows, 512] x [512, 2048]
   products over `matrices` distinct kernels in `dtype` (128 MB in float32, like the ~80 MB a
   paper-size denoiser pass reads), float32 results: the memory roofline of a one-token pass."""

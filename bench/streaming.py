@@ -13,7 +13,7 @@ Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 10
 
 import argparse
 
-from common import emit, load_config, matvec_bandwidth, respacing_for, roofline
+from common import MATVEC_KERNEL_SHAPE, emit, load_config, matvec_bandwidth, respacing_for, roofline
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +71,7 @@ def main():
       # Measured over as many bytes of kernels as a pass reads: the rate falls as the working
       # set outgrows the caches (on the Intel Xeon of the README about 40 GB/s for 67 MB, 30
       # for 134 MB).
-      kernel_bytes = 512 * 2048 * jnp.dtype(args.matmul_dtype).itemsize
+      kernel_bytes = np.prod(MATVEC_KERNEL_SHAPE) * jnp.dtype(args.matmul_dtype).itemsize
       matrices = max(1, round(per_pass / kernel_bytes))
       bandwidth = matvec_bandwidth(args.matmul_dtype,
                                    rows=2 if model.matmul_dtype else 1,
