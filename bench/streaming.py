@@ -2,6 +2,7 @@
 counts, and the throughput of many simultaneous streams.
 
   python bench/streaming.py [--preset=ntu|default] [--steps=2,5,10,trailing1] [--streams=1,8,32]
+                            [--kernels=auto|native|xla]
 
 A frame's passes each read every kernel once for one token, so beside the fraction of the matmul
 rate it prints the megabytes XLA counts as read per frame, the rate they were read at, and this
@@ -34,6 +35,10 @@ def main():
   parser.add_argument('--streams', default='1,8,32', help='simultaneous streams (batch sizes)')
   parser.add_argument('--frames', type=int, default=60)
   parser.add_argument('--matmul_dtype', choices=['float32', 'bfloat16'], default='float32')
+  parser.add_argument('--kernels',
+                      choices=streaming.KERNELS,
+                      default='auto',
+                      help="one token's products: native.few_rows, XLA's, or native if it builds")
   args = parser.parse_args()
   config = load_config(args.preset)
   config.sample.matmul_dtype = args.matmul_dtype
@@ -54,7 +59,8 @@ def main():
                                         schedule,
                                         jax.random.PRNGKey(1),
                                         batch_size=streams,
-                                        max_frames=args.frames)
+                                        max_frames=args.frames,
+                                        kernels=args.kernels)
       for f in range(args.frames):
         stream.push(actor[f])
       report = stream.latency_report()

@@ -27,6 +27,7 @@ CHOICES = {
     'sample.method': diffusion.SAMPLING_METHODS,
     'sample.matmul_dtype': ('float32', 'bfloat16'),
     'eval.method': diffusion.SAMPLING_METHODS,
+    'stream.kernels': ('auto', 'native', 'xla'),
 }
 
 # Numeric ranges: (lowest, highest, lowest included, highest included); None is unbounded.

@@ -115,3 +115,39 @@ def _mixed_dot_bwd(dimension_numbers, operand_dtype, precision, input_dtypes, re
 
 
 _mixed_dot.defvjp(_mixed_dot_fwd, _mixed_dot_bwd)
+
+
+def for_layers(operand_dtype, native_few_rows=False):
+  """The Dense layers' `dot_general`: operands_in(operand_dtype), and with `native_few_rows`
+  (streaming inference) products of at most native.MAX_ROWS rows by a kernel go to
+  native.few_rows instead (several threads; a kernel stored in bfloat16 is read as such). No
+  gradient: that path is for inference only."""
+  dot = operands_in(operand_dtype)
+  if not native_few_rows:
+    return dot
+  from regennet_jax import native  # builds the kernels on first use
+
+  def dot_general(lhs,
+                  rhs,
+                  dimension_numbers,
+                  precision=None,
+                  preferred_element_type=None,
+                  out_sharding=None):
+    (lhs_contract, rhs_contract), (lhs_batch, _) = dimension_numbers
+    lhs_contract, rhs_contract = tuple(lhs_contract), tuple(rhs_contract)
+    n = len(lhs_contract)
+    rows = int(np.prod(lhs.shape[:lhs.ndim - n]))
+    # A Dense layer's form: lhs [..., contracted], kernel [contracted, out...] in the same order.
+    if (lhs_batch or out_sharding is not None or rows > native.MAX_ROWS or
+        lhs_contract != tuple(range(lhs.ndim - n, lhs.ndim)) or rhs_contract != tuple(range(n))):
+      return dot(lhs, rhs, dimension_numbers, precision, preferred_element_type, out_sharding)
+    depth, out_shape = int(np.prod(rhs.shape[:n])), lhs.shape[:lhs.ndim - n] + rhs.shape[n:]
+    kernel, lhs = rhs.reshape(depth, -1), lhs.reshape(rows, depth)
+    if operand_dtype is not None:
+      # Both operands rounded, as operands_in rounds them: a stream still reproduces the
+      # whole-sequence sampler (the kernel widens the bfloat16 kernel exactly, sums in float32).
+      kernel = kernel.astype(operand_dtype)
+      lhs = lhs.astype(operand_dtype).astype(jnp.float32)
+    return native.few_rows(lhs, kernel).reshape(out_shape)
+
+  return dot_general

@@ -262,7 +262,8 @@ def stream_from_checkpoint(config, workdir, splits):
                                     label=batch['label'],
                                     actor_frame=config.model.actor_frame,
                                     orthonormalize=config.sample.orthonormalize,
-                                    mesh=mesh)
+                                    mesh=mesh,
+                                    kernels=config.stream.kernels)
   streamed = np.stack([stream.push(batch['actor'][:, f]) for f in range(frames)], axis=1)
   whole = sample.generate(factory.make_sampler(config, len(class_names)), params, batch['actor'],
                           batch['label'], key, mesh, stream.rows)

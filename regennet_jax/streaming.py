@@ -31,6 +31,7 @@ import numpy as np
 
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from regennet_jax import config_check
 from regennet_jax import diffusion
 from regennet_jax import errors
 from regennet_jax import pair_frame
@@ -55,15 +56,19 @@ def make_stream_step(model,
                      method='ddim',
                      eta=0.0,
                      guidance_scale=1.0,
-                     cross_from_cache=False):
+                     cross_from_cache=False,
+                     native_few_rows=False):
   """(params, state, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, state).
 
   state: {'model': the caches of every step (_make_caches), 'noise': [steps + 1, B, 56, 6] the
   previous frame's noise draws}. cross_from_cache: for frames after the first, which wrote the
-  cross-attention outputs.
+  cross-attention outputs. native_few_rows: the token's products on native.few_rows.
   """
   n = schedule.num_steps
-  decoder = model.clone(decode=True, cross_from_cache=cross_from_cache, cache_steps=n)
+  decoder = model.clone(decode=True,
+                        cross_from_cache=cross_from_cache,
+                        cache_steps=n,
+                        native_few_rows=native_few_rows)
   guided = sample_lib.uses_guidance(model, guidance_scale)
   rho = schedule.noise_correlation
 
@@ -125,8 +130,40 @@ def _kernels_in(params, dtype):
   return jax.tree_util.tree_map_with_path(cast, params)
 
 
+KERNELS = config_check.CHOICES['stream.kernels']
+
+
+def choose_kernels(kernels, mesh=None):
+  """'native' or 'xla': what a stream's products run on (ReactionStream's `kernels`).
+
+  'auto' takes native.few_rows where it builds and loads and the streams stay on one device (the
+  custom call has no rule for splitting its operands over several), else XLA's products.
+  """
+  if kernels not in KERNELS:
+    raise errors.ConfigError(f'stream.kernels must be one of {KERNELS}, got {kernels!r}')
+  if kernels == 'xla':
+    return 'xla'
+  devices = 1 if mesh is None else mesh.size
+  if devices > 1:
+    reason = (f'the streams are split over {devices} devices; the native kernels run on one '
+              "(use 'xla' or one device)")
+  else:
+    from regennet_jax import native  # builds the kernels on first use
+    reason = native.why_unavailable()
+  if reason is None:
+    return 'native'
+  if kernels == 'native':
+    raise errors.ConfigError(f"stream.kernels='native' cannot be used here: {reason}")
+  return 'xla'
+
+
 class ReactionStream:
-  """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc)."""
+  """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc).
+
+  kernels: 'native' runs the one token's products on native.few_rows (a hand-written CPU kernel
+  on several threads, about twice XLA:CPU's speed here), 'xla' on XLA's, 'auto' (default) native
+  where it can (choose_kernels). `self.kernels` says which was taken.
+  """
   def __init__(self,
                model,
                params,
@@ -140,7 +177,8 @@ class ReactionStream:
                label=None,
                actor_frame=False,
                orthonormalize=False,
-               mesh=None):
+               mesh=None,
+               kernels='auto'):
     if model.arch != 'online':
       raise errors.ConfigError(
           "streaming needs model.arch='online' (the offline model sees the future)")
@@ -158,11 +196,13 @@ class ReactionStream:
     # Over a mesh, the streams are padded (copies of the last one) to a multiple of its devices.
     devices = mesh.shape['data'] if mesh is not None else 1
     self.rows = -(-batch_size // devices) * devices  # streams computed: B padded
-    if model.matmul_dtype is not None:
+    self.kernels = choose_kernels(kernels, mesh)
+    if model.matmul_dtype is not None and self.kernels == 'xla':
       # A one-row bfloat16 matrix-vector product takes XLA:CPU's slow path (4 GB/s of weights):
       # two rows take the fast one.
       self.rows = max(self.rows, 2 * devices)
     rows_sharding = NamedSharding(mesh, P('data')) if mesh is not None else None
+    self._on_mesh = mesh is not None
     caches = {
         'model':
             _make_caches(model.clone(decode=True, cache_steps=schedule.num_steps), self.rows,
@@ -181,8 +221,13 @@ class ReactionStream:
     self.label = self._put_rows(label)
     self._caches = self._put(caches, caches_sharding)
     steps = [
-        make_stream_step(model, schedule, method, eta, guidance_scale, cross_from_cache=later)
-        for later in (False, True)
+        make_stream_step(model,
+                         schedule,
+                         method,
+                         eta,
+                         guidance_scale,
+                         cross_from_cache=later,
+                         native_few_rows=self.kernels == 'native') for later in (False, True)
     ]
     # model.actor_frame: the network works in the heading frame of the actor's FIRST frame, which
     # is known once that frame arrives; every later frame is turned into it and back.
@@ -214,7 +259,8 @@ class ReactionStream:
                          replicated, rows_sharding),
         'out_shardings': (rows_sharding, caches_sharding)
     }
-    # [first frame's step (fills the cross-attention caches), every later frame's step]
+    # [the first-frame step (fills the cross-attention caches; run once, by _warm_up), the step
+    # every frame runs]
     self._steps = [
         jax.jit(functools.partial(framed_step, step), donate_argnums=(1,),
                 **placed).lower(self.params, self._caches, frame_spec, self.label, jnp.int32(0),
@@ -232,16 +278,26 @@ class ReactionStream:
     self.latencies = []
 
   def _warm_up(self):
-    """One untimed call of each compiled step, on zero frames and a scratch copy of the caches
-    (the stream's own stay zero): an executable's first call pays one-time costs -- for 8 streams
-    at paper size the first two frames took 3x the others -- that no frame should."""
-    caches = jax.tree_util.tree_map(jnp.copy, self._caches)  # donated to the steps
-    frame = self._put_rows(
-        np.zeros((self.batch_size, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS), np.float32))
-    for step in self._steps:
-      out, caches = step(self.params, caches, frame, self.label, jnp.int32(0), self.key,
-                         self._rotation)
-    jax.block_until_ready((out, caches))
+    """Fills the cross-attention caches before the first frame, then makes one untimed call.
+
+    Each layer's cross-attention output at a denoising step depends only on that step's memory
+    token (timestep and labels, both known now), so the first-frame step run once on a zero frame
+    computes every output the stream will read. Its keys and values of frame 0 are overwritten by
+    the real first frame before anything reads them (a step writes its row, then attends), and
+    the noise state stays as it was. Every frame, the first included, then runs the later frames'
+    step: the first no longer reads the cross-attention weights too (it took 1.6x the others).
+    The untimed call of that step, on a scratch copy, pays an executable's one-time costs (for 8
+    streams at paper size the first two frames took 3x the others) that no frame should.
+    """
+    frame = np.zeros((self.batch_size, skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS), np.float32)
+    frame = self._put_rows(frame) if self._on_mesh else self._pad(frame)  # as push passes it
+    scratch = jax.tree_util.tree_map(jnp.copy, self._caches)  # donated to the steps
+    _, filled = self._steps[0](self.params, scratch, frame, self.label, np.int32(0), self.key,
+                               self._rotation)
+    self._caches = {'model': filled['model'], 'noise': self._caches['noise']}
+    scratch = jax.tree_util.tree_map(jnp.copy, self._caches)
+    jax.block_until_ready(self._steps[1](self.params, scratch, frame, self.label, np.int32(0),
+                                         self.key, self._rotation))
 
   def _pad(self, rows):
     """[B, ...] -> [rows, ...], the last stream repeated."""
@@ -273,12 +329,13 @@ class ReactionStream:
           f'actor frame {self.frame} contains NaN or Inf (streams '
           f'{sorted({int(i) for i in np.nonzero(~np.isfinite(actor_frame))[0]})}).')
     start = time.perf_counter()
-    actor_frame = self._put_rows(actor_frame)
+    # On one device the compiled steps take the host arrays as they are: a device_put first,
+    # and a jnp scalar for the index, cost about half a millisecond a frame.
+    actor_frame = self._put_rows(actor_frame) if self._on_mesh else self._pad(actor_frame)
     if self.frame == 0 and self._actor_frame:
       self._rotation = self._heading(actor_frame)
-    step = self._steps[min(self.frame, 1)]
-    out, self._caches = step(self.params, self._caches, actor_frame, self.label,
-                             jnp.int32(self.frame), self.key, self._rotation)
+    out, self._caches = self._steps[1](self.params, self._caches, actor_frame, self.label,
+                                       np.int32(self.frame), self.key, self._rotation)
     out = sample_lib.to_host(out)[:self.batch_size]
     self.latencies.append(time.perf_counter() - start)
     self.frame += 1
@@ -296,5 +353,6 @@ class ReactionStream:
         'p99_ms': float(np.percentile(lat, 99)),
         'max_ms': float(lat.max()),
         'mean_ms': float(lat.mean()),
-        'compile_ms': float(self.compile_seconds * 1000)
+        'compile_ms': float(self.compile_seconds * 1000),
+        'kernels': self.kernels
     }

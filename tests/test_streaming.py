@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from regennet_jax import diffusion
+from regennet_jax import native
 from regennet_jax import sample
 from regennet_jax import streaming
 from regennet_jax.model import Denoiser
@@ -88,24 +89,23 @@ def test_stream_of_a_preconditioned_model_reproduces_the_whole_sequence_sampler(
     np.testing.assert_allclose(frames, full, atol=2e-5)
 
 
-def test_frames_after_the_first_read_the_cross_attention_output_it_cached():
+def test_frames_read_the_cross_attention_output_cached_before_the_first():
   model, params, actor, label = _setup(cond_mode='action', num_actions=4)
   sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
   make = lambda: streaming.ReactionStream(
       model, params, sched, jax.random.PRNGKey(6), batch_size=B, max_frames=T, label=label)
   intact, tampered = make(), make()
-  for stream in (intact, tampered):
-    stream.push(actor[:, 0])
   cached = lambda path: path[-1].key == 'cross_out'
-  # Every step of every layer has an output cached by frame 0, per stream.
+  # Every step of every layer has an output cached before any frame, per stream.
   leaves = [(p, v) for p, v in jax.tree_util.tree_leaves_with_path(tampered._caches) if cached(p)]
   assert len(leaves) == TINY['num_layers'] and all(v.shape[:2] == (5, B) for _, v in leaves)
   assert all(float(jnp.abs(v).max()) > 0 for _, v in leaves)
   flip = lambda p, v: -v if cached(p) else v  # (a uniform shift would vanish in the post-norm)
   tampered._caches = jax.tree_util.tree_map_with_path(flip, tampered._caches)
-  # Later frames take it from the cache (a changed cache changes them) ...
-  assert not np.allclose(intact.push(actor[:, 1]), tampered.push(actor[:, 1]), atol=1e-3)
-  # ... and skip its projections: less arithmetic than the first frame's step.
+  # Every frame, the first included, takes it from the cache (a changed cache changes them) ...
+  for f in range(2):
+    assert not np.allclose(intact.push(actor[:, f]), tampered.push(actor[:, f]), atol=1e-3)
+  # ... and skips its projections: less arithmetic than the step that filled the cache.
   flops = [float(s.cost_analysis().get('flops', 0)) for s in intact._steps]
   assert 0 < flops[1] < flops[0]
 
@@ -152,18 +152,24 @@ def test_stream_rejects_misuse():
     streaming.ReactionStream(offline, params, sched, jax.random.PRNGKey(0))
 
 
-def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
+@pytest.mark.parametrize('kernels', ['xla', 'native'])
+def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler(kernels):
+  if kernels == 'native' and not native.available():
+    pytest.skip(f'native kernels unavailable: {native.why_unavailable()}')
   model, params, actor, label = _setup(matmul_dtype='bfloat16')
   sched = diffusion.make_schedule('cosine', 1000, 'ddim5')
   key = jax.random.PRNGKey(3)
   sampler = jax.jit(sample.make_sampler(model, sched))
   full = np.asarray(sampler(params, actor, label, key))
-  stream = streaming.ReactionStream(model, params, sched, key, batch_size=B, max_frames=T)
+  make = lambda batch: streaming.ReactionStream(
+      model, params, sched, key, batch_size=batch, max_frames=T, kernels=kernels)
+  stream = make(B)
+  assert stream.kernels == kernels
   frames = np.stack([stream.push(actor[:, f]) for f in range(T)], axis=1)
   np.testing.assert_allclose(frames, full, atol=1e-4)
   # The decoder's kernels are stored in bfloat16 once (the products' operand type), the rest stay
-  # float32; one stream is computed as two rows (a one-row bfloat16 product is XLA:CPU's slow
-  # path), the extra row a copy that does not change the first.
+  # float32. On XLA one stream is computed as two rows (a one-row bfloat16 product is XLA:CPU's
+  # slow path), the extra row a copy that does not change the first; natively as one.
   dtypes = {
       jax.tree_util.keystr(path): leaf.dtype
       for path, leaf in jax.tree_util.tree_leaves_with_path(stream.params)
@@ -171,8 +177,8 @@ def test_stream_with_bfloat16_matmuls_follows_the_whole_sequence_sampler():
   assert all((d == jnp.bfloat16) == ('decoder' in k and k.endswith("['kernel']"))
              for k, d in dtypes.items())
   assert any(d == jnp.bfloat16 for d in dtypes.values())
-  single = streaming.ReactionStream(model, params, sched, key, batch_size=1, max_frames=T)
-  assert single.rows == 2
+  single = make(1)
+  assert single.rows == (2 if kernels == 'xla' else 1)
   alone = np.stack([single.push(actor[:1, f]) for f in range(T)], axis=1)
   assert alone.shape == (1, T, 56, 6)
   # The stream computes the one stream as two identical rows, so the sampler does the same: on an
