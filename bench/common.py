@@ -135,19 +135,29 @@ MATVEC_KERNEL_SHAPE = (512, 2048)  # the kernels matvec_bandwidth reads
 
 
 @functools.lru_cache(maxsize=None)
-def matvec_bandwidth(dtype='float32', rows=1, matrices=32, shape=MATVEC_KERNEL_SHAPE):
-  """This machine's JAX rate (bytes/s) of reading weights in a chain of [rows, 512] x [512, 2048]
+def matvec_bandwidth(dtype='float32',
+                     rows=1,
+                     matrices=32,
+                     shape=MATVEC_KERNEL_SHAPE,
+                     kernels_on='xla'):
+  """This machine's rate (bytes/s) of reading weights in a chain of [rows, 512] x [512, 2048]
   products over `matrices` distinct kernels in `dtype` (128 MB in float32, like the ~80 MB a
-  paper-size denoiser pass reads), float32 results: the memory roofline of a one-token pass."""
+  paper-size denoiser pass reads), float32 results: the memory roofline of a one-token pass.
+  kernels_on: 'xla' (JAX's own product) or 'native' (regennet_jax.native.few_rows)."""
   kernels = [
       jax.random.normal(jax.random.PRNGKey(i), shape, jnp.float32).astype(dtype) * 0.01
       for i in range(matrices)
   ]
+  if kernels_on == 'native':
+    from regennet_jax import native
+    product = native.few_rows
+  else:
+    product = lambda x, kernel: jnp.matmul(
+        x.astype(dtype), kernel, preferred_element_type=jnp.float32)
 
   def chain(x, kernels):
     for kernel in kernels:
-      x = jnp.tanh(jnp.matmul(x.astype(dtype), kernel, preferred_element_type=jnp.float32))
-      x = x[:, :shape[0]]
+      x = jnp.tanh(product(x, kernel))[:, :shape[0]]
     return x
 
   seconds = time_fn(jax.jit(chain), jnp.ones((rows, shape[0])), kernels, repeats=7, warmup=2)

@@ -5,9 +5,10 @@ counts, and the throughput of many simultaneous streams.
                             [--kernels=auto|native|xla]
 
 A frame's passes each read every kernel once for one token, so beside the fraction of the matmul
-rate it prints the megabytes XLA counts as read per frame, the rate they were read at, and this
-machine's measured JAX matrix-vector bandwidth (common.matvec_bandwidth, over as many bytes of
-kernels as one pass reads): read / bandwidth is the least time a frame can take in JAX here.
+rate it prints the megabytes XLA counts as read per frame (of the same step on XLA's products when
+the stream runs native kernels), the rate they were read at, and this machine's measured
+matrix-vector bandwidth on the stream's kernels (common.matvec_bandwidth, over as many bytes of
+kernels as one pass reads): read / bandwidth is the least time a frame can take with them here.
 
 Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 100 steps.
 """
@@ -23,6 +24,20 @@ import numpy as np
 from regennet_jax import factory
 from regennet_jax import streaming
 from regennet_jax.body import skeleton
+
+
+def xla_cost_of_a_frame(model, schedule, stream):
+  """XLA's cost analysis of the step a stream runs for every frame, compiled on XLA's own products:
+  it does not see into a native kernel's custom call, which reads the same weights."""
+  step = streaming.make_stream_step(model, schedule, cross_from_cache=True)
+  spec = lambda tree: jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                             tree)
+  frame = jax.ShapeDtypeStruct((stream.rows,) + (skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS),
+                               jnp.float32)
+  compiled = jax.jit(step).lower(spec(stream.params), spec(stream._caches), frame,
+                                 spec(stream.label), jnp.int32(1), spec(stream.key)).compile()
+  cost = compiled.cost_analysis()
+  return cost[0] if isinstance(cost, list) else cost
 
 
 def main():
@@ -64,14 +79,13 @@ def main():
       for f in range(args.frames):
         stream.push(actor[f])
       report = stream.latency_report()
-      cost = stream._steps[-1].cost_analysis()  # the step every frame after the first runs
-      cost = cost[0] if isinstance(cost, list) else cost
+      cost = xla_cost_of_a_frame(model, schedule, stream)
       # The step scans over the denoising steps; XLA counts the scan's body once.
       flops = schedule.num_steps * float(cost.get('flops', np.nan))
       report.update(roofline(flops, report['p50_ms'] / 1000, args.matmul_dtype))
       # A one-token pass reads every kernel once per denoising step: it is bound by how fast
       # the weights stream from cache or memory, not by arithmetic. The bandwidth is one
-      # stream's (a bfloat16 stream computes two rows); many streams share each read.
+      # stream's (on XLA a bfloat16 stream computes two rows); many streams share each read.
       per_pass = float(cost.get('bytes accessed', np.nan))
       read = schedule.num_steps * per_pass
       # Measured over as many bytes of kernels as a pass reads: the rate falls as the working
@@ -80,8 +94,9 @@ def main():
       kernel_bytes = np.prod(MATVEC_KERNEL_SHAPE) * jnp.dtype(args.matmul_dtype).itemsize
       matrices = max(1, round(per_pass / kernel_bytes))
       bandwidth = matvec_bandwidth(args.matmul_dtype,
-                                   rows=2 if model.matmul_dtype else 1,
-                                   matrices=matrices)
+                                   rows=max(1, stream.rows // streams),
+                                   matrices=matrices,
+                                   kernels_on=stream.kernels)
       achieved = read / (report['p50_ms'] / 1e3)  # bytes/s
       report.update({
           'xla_mb_read_per_frame': read / 1e6,
@@ -100,6 +115,7 @@ def main():
           f'{dtype}, {rows} row(s)': matvec_bandwidth(dtype, rows=rows) / 1e9
           for dtype, rows in (('float32', 1), ('bfloat16', 1), ('bfloat16', 2))
       },
+      'kernels': args.kernels,
       'preset': args.preset,
       'num_layers': m.num_layers,
       'latent_dim': m.latent_dim,

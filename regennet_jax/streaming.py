@@ -10,8 +10,10 @@ into the buffers in place (they ride whole in the loop's carry: nothing the size
 copied) and whose attention reads a fixed-size masked buffer -- so nearly constant, whatever the
 history length -- and the stream reproduces `sample.make_sampler` on
 the whole sequence with the same key. The cross-attention output of each step and layer depends
-only on that step's memory token (timestep, label), so the first frame caches it and every later
-frame runs a second compiled step that reads it (Denoiser.cross_from_cache).
+only on that step's memory token (timestep, label), so the constructor computes and caches it once
+(running the first-frame step on a zero frame) and every frame runs a second compiled step that
+reads it (Denoiser.cross_from_cache). On a CPU the token's products run on a hand-written kernel
+(`kernels`, regennet_jax.native) instead of XLA's.
 
     stream = ReactionStream(model, params, schedule, key, batch_size=1, max_frames=300)
     for actor_frame in camera:            # [B, 56, 6]
