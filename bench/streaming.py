@@ -5,10 +5,10 @@ counts, and the throughput of many simultaneous streams.
                             [--kernels=auto|native|xla]
 
 A frame's passes each read every kernel once for one token, so beside the fraction of the matmul
-rate it prints the megabytes XLA counts as read per frame (of the same step on XLA's products when
-the stream runs native kernels), the rate they were read at, and this machine's measured
-matrix-vector bandwidth on the stream's kernels (common.matvec_bandwidth, over as many bytes of
-kernels as one pass reads): read / bandwidth is the least time a frame can take with them here.
+rate it prints the megabytes of weights a frame reads (and what XLA counts as read, of the same
+step on XLA's products), the rate they were read at, and this machine's measured matrix-vector
+bandwidth on the stream's kernels (common.matvec_bandwidth, over as many bytes of kernels as one
+pass reads): weights / bandwidth is the least time a frame can take with them here.
 
 Paper Table 7 (GPU): 0.33 / 0.76 / 1.58 / 15.17 ms per frame for 2 / 5 / 10 / 100 steps.
 """
@@ -30,14 +30,22 @@ def xla_cost_of_a_frame(model, schedule, stream):
   """XLA's cost analysis of the step a stream runs for every frame, compiled on XLA's own products:
   it does not see into a native kernel's custom call, which reads the same weights."""
   step = streaming.make_stream_step(model, schedule, cross_from_cache=True)
-  spec = lambda tree: jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                             tree)
+  spec = lambda tree: jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
   frame = jax.ShapeDtypeStruct((stream.rows,) + (skeleton.MOTION_ROWS, skeleton.MOTION_CHANNELS),
                                jnp.float32)
   compiled = jax.jit(step).lower(spec(stream.params), spec(stream._caches), frame,
                                  spec(stream.label), jnp.int32(1), spec(stream.key)).compile()
   cost = compiled.cost_analysis()
   return cost[0] if isinstance(cost, list) else cost
+
+
+def weight_bytes_per_pass(params):
+  """Bytes of the parameters one denoising pass of a frame reads: all but the cross-attention
+  and the memory token's, whose outputs the stream computed before its first frame."""
+  skipped = ('cross_attn', 'condition')
+  return sum(leaf.nbytes
+             for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if not any(getattr(p, 'key', None) in skipped for p in path))
 
 
 def main():
@@ -86,7 +94,10 @@ def main():
       # A one-token pass reads every kernel once per denoising step: it is bound by how fast
       # the weights stream from cache or memory, not by arithmetic. The bandwidth is one
       # stream's (on XLA a bfloat16 stream computes two rows); many streams share each read.
-      per_pass = float(cost.get('bytes accessed', np.nan))
+      # XLA's count of bytes also has what its own products convert, copy and write (bfloat16
+      # kernels are widened to float32 first); the weights themselves are what a pass must read.
+      xla_read = schedule.num_steps * float(cost.get('bytes accessed', np.nan))
+      per_pass = weight_bytes_per_pass(stream.params)
       read = schedule.num_steps * per_pass
       # Measured over as many bytes of kernels as a pass reads: the rate falls as the working
       # set outgrows the caches (on the Intel Xeon of the README about 40 GB/s for 67 MB, 30
@@ -99,7 +110,8 @@ def main():
                                    kernels_on=stream.kernels)
       achieved = read / (report['p50_ms'] / 1e3)  # bytes/s
       report.update({
-          'xla_mb_read_per_frame': read / 1e6,
+          'xla_mb_read_per_frame': xla_read / 1e6,
+          'weights_mb_read_per_frame': read / 1e6,
           'achieved_gb_per_s': achieved / 1e9,
           'matvec_gb_per_s_at_pass_size': bandwidth / 1e9,
           'matvec_working_set_mb': matrices * kernel_bytes / 1e6,

@@ -164,8 +164,8 @@ def get_config():
   c.stream = ml_collections.ConfigDict()
   c.stream.batch_size = 1  # simultaneous streams in --mode=stream
   c.stream.max_frames = 300  # KV-cache length: the longest stream
-  # What one token's products run on: 'native' (regennet_jax/native: a hand-written CPU kernel,
-  # built with the machine's C++ compiler on first use, ~2x XLA:CPU's speed for one stream),
-  # 'xla', or 'auto': native where it builds and the streams stay on one device.
+  # What one token's products and attention run on: 'native' (regennet_jax/native: hand-written
+  # CPU kernels built with the machine's C++ compiler on first use, ~2x XLA:CPU's speed for one
+  # stream), 'xla', or 'auto': native where they build and the streams stay on one device.
   c.stream.kernels = 'auto'
   return c

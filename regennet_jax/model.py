@@ -54,11 +54,11 @@ class FeedForward(nn.Module):
   dropout: float
   dtype: jnp.dtype = jnp.float32
   matmul_dtype: str | None = None
-  native_few_rows: bool = False  # decode: one token's products on native.few_rows
+  native_kernels: bool = False  # decode: the token's products on native.few_rows
 
   @nn.compact
   def __call__(self, h, deterministic):
-    dot = matmul.for_layers(self.matmul_dtype, self.native_few_rows)
+    dot = matmul.for_layers(self.matmul_dtype, self.native_kernels)
     h = nn.Dense(self.ff_size, dtype=self.dtype, dot_general=dot, name='linear1')(h)
     h = gelu(h)
     h = dropout.Dropout(self.dropout)(h, deterministic=deterministic)
@@ -99,14 +99,14 @@ class StreamingSelfAttention(nn.Module):
   cache_steps: int = 1
   dtype: jnp.dtype = jnp.float32
   matmul_dtype: str | None = None
-  native_few_rows: bool = False
+  native_kernels: bool = False  # native.few_rows and native.one_token_attention
 
   @nn.compact
   def __call__(self, h, frame, step):
     """h: [B, 1, D] the new frame's token; frame, step: [] int. Returns [B, 1, D]."""
     batch, length, width = h.shape
     head_dim = width // self.num_heads
-    dot = matmul.for_layers(self.matmul_dtype, self.native_few_rows)
+    dot = matmul.for_layers(self.matmul_dtype, self.native_kernels)
     dense = lambda name: nn.DenseGeneral(
         (self.num_heads, head_dim), dtype=self.dtype, dot_general=dot, name=name)
     query, key, value = (dense(name)(h) for name in ('query', 'key', 'value'))  # [B, 1, H, Dh]
@@ -122,6 +122,11 @@ class StreamingSelfAttention(nn.Module):
         cache, row[None].transpose(0, 1, 3, 2, 4).astype(cache.dtype), (step, 0, 0, frame, 0))
     keys.value = write(keys.value, key)
     values.value = write(values.value, value)
+    if self.native_kernels:  # reads the step's slice in place, up to the frame
+      from regennet_jax import native  # pylint: disable=g-import-not-at-top
+      bf16 = self.matmul_dtype is not None and jnp.dtype(self.matmul_dtype) == jnp.bfloat16
+      mixed = native.one_token_attention(query[:, 0], keys.value, values.value, step, frame, bf16)
+      return out(mixed[:, None].astype(self.dtype))
     step_keys = jax.lax.dynamic_index_in_dim(keys.value, step, keepdims=False)  # [B, H, T, Dh]
     step_values = jax.lax.dynamic_index_in_dim(values.value, step, keepdims=False)
     einsum = _einsum(dot)
@@ -152,7 +157,7 @@ class SingleTokenCrossAttention(nn.Module):
   decode: bool = False  # streaming: keep the output in the 'cache' collection ('cross_out')
   from_cache: bool = False  # streaming after frame 0: read that output instead of computing it
   cache_steps: int = 1  # decode: one output per denoising step, [cache_steps, B, 1, D]
-  native_few_rows: bool = False
+  native_kernels: bool = False
 
   @nn.compact
   def __call__(self, h, memory, deterministic, step=0):
@@ -160,7 +165,7 @@ class SingleTokenCrossAttention(nn.Module):
     the cache. Returns [B, T, D]."""
     width = h.shape[-1]
     head_dim = width // self.num_heads
-    dot = matmul.for_layers(self.matmul_dtype, self.native_few_rows)
+    dot = matmul.for_layers(self.matmul_dtype, self.native_kernels)
     dense = lambda name: nn.DenseGeneral(
         (self.num_heads, head_dim), dtype=self.dtype, dot_general=dot, name=name)
     if self.is_initializing():  # create query/key so the parameter tree matches real attention
@@ -202,7 +207,7 @@ class DecoderLayer(nn.Module):
   matmul_dtype: str | None = None
   cross_from_cache: bool = False  # decode: the cross-attention output cached at frame 0
   cache_steps: int = 1  # decode: denoising steps the cache keeps a slice for
-  native_few_rows: bool = False  # decode: one token's products on native.few_rows
+  native_kernels: bool = False  # decode: the token's products on native.few_rows
 
   @nn.compact
   def __call__(self, h, memory, self_mask, deterministic, copies=1, frame=None, step=0):
@@ -217,7 +222,7 @@ class DecoderLayer(nn.Module):
                                  self.cache_steps,
                                  self.dtype,
                                  self.matmul_dtype,
-                                 self.native_few_rows,
+                                 self.native_kernels,
                                  name='self_attn')(h, frame, step)
     else:
       a = _attention(self.num_heads, self.dropout, self.dtype, 'self_attn',
@@ -231,7 +236,7 @@ class DecoderLayer(nn.Module):
                                   self.decode,
                                   self.cross_from_cache,
                                   self.cache_steps,
-                                  self.native_few_rows,
+                                  self.native_kernels,
                                   name='cross_attn')(h, memory, deterministic, step)
     h = norm('norm2')(h + drop(a))
     f = FeedForward(width,
@@ -239,7 +244,7 @@ class DecoderLayer(nn.Module):
                     self.dropout,
                     self.dtype,
                     self.matmul_dtype,
-                    self.native_few_rows,
+                    self.native_kernels,
                     name='ff')(h, deterministic)
     return norm('norm3')(h + drop(f))
 
@@ -322,7 +327,7 @@ class FrameTokens(nn.Module):
   fusion: str = 'concat'
   actor_positions_rest: tuple | None = None
   dtype: jnp.dtype = jnp.float32
-  native_few_rows: bool = False  # decode: one token's products on native.few_rows
+  native_kernels: bool = False  # decode: the token's products on native.few_rows
 
   @nn.compact
   def __call__(self, x_t, actor):
@@ -330,7 +335,7 @@ class FrameTokens(nn.Module):
     batch, frames = x_t.shape[:2]
     flat = lambda m: m.reshape(batch, frames, -1)
     # Float32 like the output projection; XLA's own product unless decoding natively.
-    dot = matmul.for_layers(None, True) if self.native_few_rows else None
+    dot = matmul.for_layers(None, True) if self.native_kernels else None
     dense = lambda name: nn.Dense(self.latent_dim, dtype=self.dtype, dot_general=dot, name=name)
     x_feat = dense('input_process')(flat(x_t))
     a_feat = dense('actor_process')(flat(actor))
@@ -357,7 +362,7 @@ class OnlineDecoder(nn.Module):
   matmul_dtype: str | None = None
   cross_from_cache: bool = False
   cache_steps: int = 1
-  native_few_rows: bool = False
+  native_kernels: bool = False
 
   @nn.compact
   def __call__(self, h, memory, positions, deterministic, copies=1, cache_step=0):
@@ -380,7 +385,7 @@ class OnlineDecoder(nn.Module):
                        self.matmul_dtype,
                        self.cross_from_cache,
                        self.cache_steps,
-                       self.native_few_rows,
+                       self.native_kernels,
                        name=f'layer_{i}')(h,
                                           memory,
                                           causal,
@@ -446,8 +451,9 @@ class Denoiser(nn.Module):
       the 'cache' collection (online only; initialise with the longest sequence to stream).
     cache_steps: decode only: the cache keeps a slice for each of this many denoising steps (a
       stream's schedule steps); a call reads and writes the slice `cache_step`.
-    native_few_rows: decode only: the products of the one token a call decodes run on
-      native.few_rows (a hand-written kernel on several threads; CPU) instead of XLA's.
+    native_kernels: decode only: the one token a call decodes runs its products and its
+      self-attention on regennet_jax.native (hand-written CPU kernels: few_rows on several
+      threads; one_token_attention reading the cache in place) instead of XLA's.
     cross_from_cache: decode only, for every frame after a stream's first: each layer's
       cross-attention output is read from the cache its first frame wrote (the memory token, i.e.
       timestep and label, must be the same as then; streaming.py keeps one cache per step).
@@ -493,7 +499,7 @@ class Denoiser(nn.Module):
   decode: bool = False
   cross_from_cache: bool = False
   cache_steps: int = 1
-  native_few_rows: bool = False
+  native_kernels: bool = False
   matmul_dtype: str | None = None
   actor_positions_rest: tuple | None = None
   prediction: str = 'x0'
@@ -526,12 +532,12 @@ class Denoiser(nn.Module):
       raise errors.ConfigError('frame-by-frame decoding needs the causal online arch')
     if self.cross_from_cache and not self.decode:
       raise ValueError('cross_from_cache reads the decoding cache: it needs decode=True')
-    if self.native_few_rows and not self.decode:
-      raise ValueError('native_few_rows is for decoding one token: it needs decode=True')
+    if self.native_kernels and not self.decode:
+      raise ValueError('native_kernels are for decoding one token: they need decode=True')
     self.condition = ConditionEmbedding(self.latent_dim, self.cond_mode, self.num_actions,
                                         self.cond_mask_prob, self.dtype)
     self.frames = FrameTokens(self.latent_dim, self.fusion, self.actor_positions_rest, self.dtype,
-                              self.native_few_rows)
+                              self.native_kernels)
     stack = dict(num_layers=self.num_layers,
                  num_heads=self.num_heads,
                  ff_size=self.ff_size,
@@ -543,14 +549,14 @@ class Denoiser(nn.Module):
       self.decoder = OnlineDecoder(decode=self.decode,
                                    cross_from_cache=self.cross_from_cache,
                                    cache_steps=self.cache_steps,
-                                   native_few_rows=self.native_few_rows,
+                                   native_kernels=self.native_kernels,
                                    **stack)
     else:
       self.encoder = OfflineEncoder(**stack)
     self.output_process = nn.Dense(
         self.njoints * self.nfeats,
         dtype=self.dtype,
-        dot_general=matmul.for_layers(None, True) if self.native_few_rows else None)
+        dot_general=matmul.for_layers(None, True) if self.native_kernels else None)
 
   def __call__(self,
                x_t,

@@ -59,18 +59,19 @@ def make_stream_step(model,
                      eta=0.0,
                      guidance_scale=1.0,
                      cross_from_cache=False,
-                     native_few_rows=False):
+                     native_kernels=False):
   """(params, state, actor_frame [B,56,6], label [B], frame index, key) -> (reactor frame, state).
 
   state: {'model': the caches of every step (_make_caches), 'noise': [steps + 1, B, 56, 6] the
   previous frame's noise draws}. cross_from_cache: for frames after the first, which wrote the
-  cross-attention outputs. native_few_rows: the token's products on native.few_rows.
+  cross-attention outputs. native_kernels: the token's products and self-attention on
+  regennet_jax.native.
   """
   n = schedule.num_steps
   decoder = model.clone(decode=True,
                         cross_from_cache=cross_from_cache,
                         cache_steps=n,
-                        native_few_rows=native_few_rows)
+                        native_kernels=native_kernels)
   guided = sample_lib.uses_guidance(model, guidance_scale)
   rho = schedule.noise_correlation
 
@@ -138,8 +139,8 @@ KERNELS = config_check.CHOICES['stream.kernels']
 def choose_kernels(kernels, mesh=None):
   """'native' or 'xla': what a stream's products run on (ReactionStream's `kernels`).
 
-  'auto' takes native.few_rows where it builds and loads and the streams stay on one device (the
-  custom call has no rule for splitting its operands over several), else XLA's products.
+  'auto' takes regennet_jax.native where it builds and loads and the streams stay on one device
+  (its custom calls have no rule for splitting their operands over several), else XLA's.
   """
   if kernels not in KERNELS:
     raise errors.ConfigError(f'stream.kernels must be one of {KERNELS}, got {kernels!r}')
@@ -162,9 +163,10 @@ def choose_kernels(kernels, mesh=None):
 class ReactionStream:
   """Stateful frame-by-frame generator around a jitted, cache-carrying step (see module doc).
 
-  kernels: 'native' runs the one token's products on native.few_rows (a hand-written CPU kernel
-  on several threads, about twice XLA:CPU's speed here), 'xla' on XLA's, 'auto' (default) native
-  where it can (choose_kernels). `self.kernels` says which was taken.
+  kernels: 'native' runs the one token's products and self-attention on regennet_jax.native
+  (hand-written CPU kernels: products on several threads, attention reading the cache in place;
+  together about twice XLA:CPU's speed here), 'xla' on XLA's, 'auto' (default) native where it can
+  (choose_kernels). `self.kernels` says which was taken.
   """
   def __init__(self,
                model,
@@ -229,7 +231,7 @@ class ReactionStream:
                          eta,
                          guidance_scale,
                          cross_from_cache=later,
-                         native_few_rows=self.kernels == 'native') for later in (False, True)
+                         native_kernels=self.kernels == 'native') for later in (False, True)
     ]
     # model.actor_frame: the network works in the heading frame of the actor's FIRST frame, which
     # is known once that frame arrives; every later frame is turned into it and back.

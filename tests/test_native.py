@@ -1,4 +1,4 @@
-"""regennet_jax.native: the hand-written few-row products streams run on."""
+"""regennet_jax.native: the hand-written few-row products and attention streams run on."""
 
 import ctypes
 import os
@@ -82,6 +82,19 @@ def test_the_portable_loops_give_the_same_product(tmp_path, monkeypatch):
                               jax.ShapeDtypeStruct((m, n), jnp.float32))
       y = np.asarray(jax.jit(call)(x, w.astype(dtype)))
       np.testing.assert_allclose(y, _reference(x, w.astype(dtype)), rtol=1e-5, atol=1e-4)
+  jax.ffi.register_ffi_target('regennet_one_token_attention_portable_test',
+                              jax.ffi.pycapsule(lib.RegennetOneTokenAttention),
+                              platform='cpu')
+  rng = np.random.default_rng(4)
+  query = rng.normal(size=(1, 2, 24)).astype(np.float32)
+  keys, values = (rng.normal(size=(2, 1, 2, 9, 24)).astype(np.float32) for _ in range(2))
+  for bf16 in (False, True):
+    call = jax.ffi.ffi_call('regennet_one_token_attention_portable_test',
+                            jax.ShapeDtypeStruct(query.shape, jnp.float32))
+    got = call(query, keys, values, np.int32(1), np.int32(6), bf16_operands=bf16)
+    np.testing.assert_allclose(np.asarray(got),
+                               _attention_reference(query, keys, values, 1, 6, bf16),
+                               atol=1e-5)
 
 
 def test_builds_are_cached_per_flags_and_failures_are_explained(tmp_path, monkeypatch):
@@ -143,3 +156,41 @@ def test_streams_choose_their_kernels():
     streaming.choose_kernels('native', two_devices)
   with pytest.raises(errors.ConfigError, match="stream.kernels must be one of.*'gpu'"):
     streaming.choose_kernels('gpu')
+
+
+def _attention_reference(query, keys, values, step, frame, bf16):
+  """The XLA path of model.StreamingSelfAttention, in float64 after the same roundings."""
+  r = (lambda a: np.asarray(jnp.asarray(a, jnp.float32).astype(jnp.bfloat16).astype(jnp.float32))
+      ) if bf16 else (lambda a: np.asarray(a, np.float32))
+  q = r(np.asarray(query) / np.float32(np.sqrt(query.shape[-1]))).astype(np.float64)
+  k = r(keys[step][:, :, :frame + 1]).astype(np.float64)
+  v = r(values[step][:, :, :frame + 1]).astype(np.float64)
+  scores = np.einsum('bhd,bhtd->bht', q, k)
+  weights = np.exp(scores - scores.max(-1, keepdims=True))
+  weights = r(weights / weights.sum(-1, keepdims=True)).astype(np.float64)
+  return np.einsum('bht,bhtd->bhd', weights, v)
+
+
+@pytest.mark.parametrize('bf16', [False, True])
+def test_one_token_attention_reads_the_steps_slice_up_to_the_frame(bf16):
+  rng = np.random.default_rng(3)
+  steps, batch, heads, length, dim = 3, 2, 4, 11, 20  # Dh not a multiple of 16 lanes
+  query = rng.normal(size=(batch, heads, dim)).astype(np.float32)
+  keys, values = (
+      rng.normal(size=(steps, batch, heads, length, dim)).astype(np.float32) for _ in range(2))
+  attend = jax.jit(native.one_token_attention, static_argnums=5)
+  for step, frame in ((0, 0), (1, 5), (2, length - 1)):
+    got = np.asarray(attend(query, keys, values, step, frame, bf16))
+    np.testing.assert_allclose(got,
+                               _attention_reference(query, keys, values, step, frame, bf16),
+                               atol=1e-5)
+    # Frames after `frame` and other steps' slices are never read.
+    spoiled_keys, spoiled_values = keys.copy(), values.copy()
+    spoiled_keys[:, :, :, frame + 1:] = np.nan
+    spoiled_values[[s for s in range(steps) if s != step]] = np.nan
+    np.testing.assert_array_equal(
+        np.asarray(attend(query, spoiled_keys, spoiled_values, step, frame, bf16)), got)
+  with pytest.raises(Exception, match='step or frame out of range'):
+    np.asarray(attend(query, keys, values, 0, length, bf16))
+  with pytest.raises(ValueError, match='one_token_attention takes'):
+    native.one_token_attention(query, keys[:, :1], values, 0, 0)

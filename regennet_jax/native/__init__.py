@@ -1,8 +1,9 @@
-"""Hand-written CPU kernels, compiled on first use with the machine's C++ compiler.
+"""Hand-written CPU kernels for streams, compiled on first use with the machine's C++ compiler.
 
 `few_rows(x [M, K], w [K, N]) -> [M, N]` multiplies a few rows (a stream's one token per step) by
-a float32 or bfloat16 kernel on several threads (few_rows.cc says why XLA:CPU is slow at it).
-It runs as an XLA FFI custom call, so it sits inside jitted code like any other operation.
+a float32 or bfloat16 kernel on several threads; `one_token_attention` attends one token over a
+stream's key/value cache where it lies (stream_kernels.cc says why XLA:CPU is slow at both). They
+run as XLA FFI custom calls, so they sit inside jitted code like any other operation.
 
 The library is built once per source, compiler flags, jaxlib and CPU into
 `$REGENNET_NATIVE_CACHE` (default `~/.cache/regennet_jax/native`), written atomically so that
@@ -26,8 +27,9 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-SOURCE = pathlib.Path(__file__).with_name('few_rows.cc')
+SOURCE = pathlib.Path(__file__).with_name('stream_kernels.cc')
 TARGET = 'regennet_few_rows'
+ATTENTION_TARGET = 'regennet_one_token_attention'
 MAX_ROWS = 8  # more rows than this: XLA's own product (it has the arithmetic to parallelise)
 FLAGS = ('-O3', '-march=native', '-std=c++17', '-shared', '-fPIC')
 
@@ -55,7 +57,7 @@ def _cpu_fingerprint():
 
 
 def build(extra_flags=(), compiler=None):
-  """Compiles few_rows.cc (if this exact build is not cached yet) -> the library's path.
+  """Compiles stream_kernels.cc (if this exact build is not cached yet) -> the library's path.
 
   Raises Unavailable naming the compiler, or the compiler's own error output."""
   compiler = compiler or os.environ.get('CXX') or 'c++'
@@ -67,7 +69,7 @@ def build(extra_flags=(), compiler=None):
   key = hashlib.sha256('\n'.join(
       [SOURCE.read_text(), ' '.join(flags), found, jaxlib.__version__,
        _cpu_fingerprint()]).encode()).hexdigest()[:16]
-  target = cache_dir() / f'few_rows-{key}.so'
+  target = cache_dir() / f'stream_kernels-{key}.so'
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,9 @@ def _library():
   lib.RegennetFewRowsSetThreads.argtypes = [ctypes.c_int]
   lib.RegennetFewRowsSetThreads(default_threads())
   jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.RegennetFewRows), platform='cpu')
+  jax.ffi.register_ffi_target(ATTENTION_TARGET,
+                              jax.ffi.pycapsule(lib.RegennetOneTokenAttention),
+                              platform='cpu')
   return lib
 
 
@@ -147,3 +152,26 @@ def few_rows(x, w):
     w = w.astype(jnp.float32)
   call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), jnp.float32))
   return call(x.astype(jnp.float32), w)
+
+
+def one_token_attention(query, keys, values, step, frame, bf16_operands=False):
+  """Softmax attention of one token per row and head over the frames <= `frame` of the cache's
+  slice `step`, read in place.
+
+  query [B, H, Dh] (divided by sqrt(Dh) here, as nn.dot_product_attention does); keys, values
+  [S, B, H, T, Dh] float32; step, frame: int scalars. bf16_operands: round both products'
+  operands to bfloat16, as matmul.operands_in('bfloat16') does. Returns [B, H, Dh] float32.
+  """
+  _library()
+  if query.ndim != 3 or keys.ndim != 5 or keys.shape != values.shape or (keys.shape[1:3] +
+                                                                         keys.shape[4:]
+                                                                         != query.shape):
+    raise ValueError(f'one_token_attention takes query [B, H, Dh] and caches [S, B, H, T, Dh], '
+                     f'got {query.shape}, {keys.shape} and {values.shape}')
+  call = jax.ffi.ffi_call(ATTENTION_TARGET, jax.ShapeDtypeStruct(query.shape, jnp.float32))
+  return call(query.astype(jnp.float32),
+              keys.astype(jnp.float32),
+              values.astype(jnp.float32),
+              jnp.asarray(step, jnp.int32),
+              jnp.asarray(frame, jnp.int32),
+              bf16_operands=bool(bf16_operands))

@@ -1,3 +1,5 @@
+// A stream's one-token kernels: few-row matrix products and attention over the key/value cache.
+//
 // Few-row matrix products y[M, N] = x[M, K] . W[K, N] (M of 1-8) for one-token inference.
 //
 // A stream denoises one token per step: every product of its decoder is a matrix-vector product
@@ -7,8 +9,10 @@
 // for a sleeping thread's wake-up), and reads W as float32 or as bfloat16 (the top half of a
 // float32: a shift widens it exactly; activations and sums stay float32).
 //
-// Handlers, registered from regennet_jax/native_kernels.py:
+// Handlers, registered from regennet_jax/native/__init__.py:
 //   RegennetFewRows(x f32[M, K], w f32|bf16[K, N]) -> y f32[M, N]
+//   RegennetOneTokenAttention(query f32[B, H, Dh], keys, values f32[S, B, H, T, Dh], step s32[],
+//                             frame s32[]; bf16_operands) -> f32[B, H, Dh]
 // and RegennetFewRowsSetThreads(int) sets the pool's size (threads including the caller's).
 
 #include <algorithm>
@@ -16,7 +20,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -283,3 +289,101 @@ extern "C" int RegennetFewRowsVectorised() {
   return 0;
 #endif
 }
+
+// One new token's attention over a stream's key/value cache, read in place.
+//
+// The caches hold every denoising step's keys and values, [S, B, H, T, Dh]. XLA can only hand the
+// step's [B, H, T, Dh] slice to its products after copying it out (at T = 300, some 7 ms of a
+// 5-step frame at paper size); this reads the slice where it lies, and only the frames seen so
+// far (t <= frame), which the masked products read all of.
+namespace {
+
+inline float RoundToBf16(float v) {  // round to nearest even, as a float32 -> bfloat16 cast
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits += 0x7FFF + ((bits >> 16) & 1);
+  bits &= 0xFFFF0000u;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+// sum_d q[d] * k[d], k rounded to bfloat16 first when asked (q already is).
+inline float Dot(const float* q, const float* k, int64_t dim, bool bf16_operands) {
+  int64_t d = 0;
+  float sum = 0.0f;
+#if REGENNET_AVX512
+  if (!bf16_operands) {
+    __m512 acc = _mm512_setzero_ps();
+    for (; d + 16 <= dim; d += 16) {
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + d), acc);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+  }
+#endif
+  for (; d < dim; ++d) sum += q[d] * (bf16_operands ? RoundToBf16(k[d]) : k[d]);
+  return sum;
+}
+
+ffi::Error OneTokenAttention(ffi::Buffer<ffi::F32> query, ffi::Buffer<ffi::F32> keys,
+                             ffi::Buffer<ffi::F32> values, ffi::Buffer<ffi::S32> step,
+                             ffi::Buffer<ffi::S32> frame, ffi::ResultBuffer<ffi::F32> out,
+                             bool bf16_operands) {
+  auto qd = query.dimensions();
+  auto kd = keys.dimensions();
+  auto vd = values.dimensions();
+  if (qd.size() != 3 || kd.size() != 5 || vd.size() != 5 || kd[1] != qd[0] || kd[2] != qd[1] ||
+      kd[4] != qd[2] || !std::equal(kd.begin(), kd.end(), vd.begin())) {
+    return ffi::Error::InvalidArgument(
+        "RegennetOneTokenAttention: expected query [B, H, Dh] and caches [S, B, H, T, Dh]");
+  }
+  const int64_t batch = qd[0], heads = qd[1], dim = qd[2], length = kd[3];
+  const int64_t s = step.typed_data()[0], f = frame.typed_data()[0];
+  if (s < 0 || s >= kd[0] || f < 0 || f >= length) {
+    return ffi::Error::InvalidArgument("RegennetOneTokenAttention: step or frame out of range");
+  }
+  const float root = std::sqrt(static_cast<float>(dim));
+  std::vector<float> scores(f + 1), q(dim), acc(dim);
+  for (int64_t bh = 0; bh < batch * heads; ++bh) {
+    const float* k = keys.typed_data() + ((s * batch * heads + bh) * length) * dim;
+    const float* v = values.typed_data() + ((s * batch * heads + bh) * length) * dim;
+    const float* query_row = query.typed_data() + bh * dim;
+    // As the model: the query divided by sqrt(Dh) first; with bfloat16 operands every product's
+    // operands are rounded to bfloat16 and the sums stay float32.
+    for (int64_t d = 0; d < dim; ++d) {
+      q[d] = query_row[d] / root;
+      if (bf16_operands) q[d] = RoundToBf16(q[d]);
+    }
+    float top = -std::numeric_limits<float>::infinity();
+    for (int64_t t = 0; t <= f; ++t) {
+      scores[t] = Dot(q.data(), k + t * dim, dim, bf16_operands);
+      top = std::max(top, scores[t]);
+    }
+    float total = 0.0f;
+    for (int64_t t = 0; t <= f; ++t) total += (scores[t] = std::exp(scores[t] - top));
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t t = 0; t <= f; ++t) {
+      float w = scores[t] / total;
+      const float* vt = v + t * dim;
+      if (bf16_operands) {
+        w = RoundToBf16(w);
+        for (int64_t d = 0; d < dim; ++d) acc[d] += w * RoundToBf16(vt[d]);
+      } else {
+        for (int64_t d = 0; d < dim; ++d) acc[d] += w * vt[d];
+      }
+    }
+    std::copy(acc.begin(), acc.end(), out->typed_data() + bh * dim);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RegennetOneTokenAttention, OneTokenAttention,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<bool>("bf16_operands"));
